@@ -1,0 +1,204 @@
+// Command o2o is the DOKU O2O payment-code service.
+//
+//	o2o [serve]                 run the HTTP service (migrates the database first)
+//	o2o migrate up|down|status  manage the schema
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/config"
+	"github.com/merchant/o2o/internal/doku"
+	"github.com/merchant/o2o/internal/httpapi"
+	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/postgres"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "o2o:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main only supplies the process's context, arguments and output. (Settings
+// come from the environment through envconfig, which reads it directly; tests set it with t.Setenv.)
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		if len(args) > 0 {
+			return fmt.Errorf("serve takes no arguments")
+		}
+		return serve(ctx, stdout, nil)
+	case "migrate":
+		if len(args) != 1 {
+			return errors.New("usage: o2o migrate up|down|status")
+		}
+		return migrate(ctx, args[0], stdout)
+	default:
+		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+	}
+}
+
+func newLogger(cfg config.Config, w io.Writer) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated by config
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "o2o").Logger()
+}
+
+// openDatabase connects and waits (bounded) for the database to answer, so the service can start
+// alongside its database (docker compose, a rolling deploy) instead of crashing on the first try.
+func openDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (*postgres.Migrator, func(), error) {
+	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), db.DBMaxConns)
+	if err != nil {
+		return nil, nil, err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, db.DBStartupTimeout)
+	defer cancel()
+	for {
+		err = pool.Ping(waitCtx)
+		if err == nil {
+			break
+		}
+		log.Warn().Err(err).Msg("database not answering yet")
+		select {
+		case <-waitCtx.Done():
+			pool.Close()
+			return nil, nil, fmt.Errorf("database did not answer within DB_STARTUP_TIMEOUT (%s): %w", db.DBStartupTimeout, err)
+		case <-time.After(time.Second):
+		}
+	}
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return m, func() { m.Close(); pool.Close() }, nil
+}
+
+func migrate(ctx context.Context, direction string, stdout io.Writer) error {
+	db, err := config.LoadDatabase()
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
+	m, closeDB, err := openDatabase(ctx, db, log)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	switch direction {
+	case "up":
+		err = m.Up(ctx)
+	case "down":
+		err = m.Down(ctx)
+	case "status":
+		err = m.Status(ctx, stdout)
+	default:
+		return fmt.Errorf("unknown migrate direction %q (want up, down or status)", direction)
+	}
+	return err
+}
+
+// serve runs the service until ctx is cancelled, then shuts down gracefully. If ready is not nil it
+// receives the listening address once requests are accepted (tests listen on port 0).
+func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stdout)
+
+	m, closeDB, err := openDatabase(ctx, cfg.Database, log)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if err := m.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	pool := m.Pool()
+	store := postgres.NewStore(pool)
+
+	dokuClient := doku.New(doku.Config{
+		BaseURL:   cfg.DokuBaseURL,
+		ClientID:  cfg.DokuClientID,
+		SecretKey: cfg.DokuSecretKey.Value(),
+		Timeout:   cfg.DokuTimeout,
+		MaxConns:  int(cfg.DBMaxConns) * 4,
+	})
+	svc := invoice.NewService(store, dokuClient)
+	handler := httpapi.NewServer(httpapi.Config{
+		APIKeys:          cfg.KeyValues(),
+		NotificationPath: cfg.DokuNotificationPath,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		Limits:           cfg.Limits(),
+	}, httpapi.Deps{
+		Service: svc,
+		Notifications: doku.Verifier{
+			ClientID: cfg.DokuClientID,
+			Secret:   []byte(cfg.DokuSecretKey.Value()),
+			Target:   cfg.DokuNotificationPath,
+		},
+		Ready:  func(ctx context.Context) error { return store.Ready(ctx, m) },
+		Logger: log,
+	})
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// A create waits for DOKU; the write deadline must outlast DOKU's timeout.
+		WriteTimeout:   cfg.DokuTimeout + 15*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+		ErrorLog:       stdlogTo(log),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	log.Info().Str("addr", ln.Addr().String()).Str("doku_base_url", cfg.DokuBaseURL).
+		Str("notification_path", cfg.DokuNotificationPath).Msg("o2o listening")
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info().Dur("deadline", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Error().Err(err).Msg("shutdown deadline passed; closing remaining connections")
+		_ = srv.Close()
+	}
+	log.Info().Msg("stopped")
+	return nil
+}

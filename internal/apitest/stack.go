@@ -1,0 +1,273 @@
+// Package apitest brings up the whole service for tests: a fresh real Postgres database, the DOKU
+// simulator on a real HTTP port, and the service's real router on another, wired as in production.
+// Every response the test client receives is checked against api/openapi.yaml.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/doku"
+	"github.com/merchant/o2o/internal/dokusim"
+	"github.com/merchant/o2o/internal/httpapi"
+	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/pgtest"
+	"github.com/merchant/o2o/internal/postgres"
+)
+
+// Test credentials. They look like real ones so that log-redaction tests mean something.
+const (
+	ClientID         = "MCH-0001-10791114622547"
+	SecretKey        = "SK-TEST-0123456789abcdef"
+	APIKey           = "test-api-key-0123456789abcdef"
+	NotificationPath = "/v1/notifications/doku"
+)
+
+// Options tune a Stack.
+type Options struct {
+	DokuTimeout   time.Duration
+	RetrySchedule []time.Duration
+	Limits        *invoice.Limits
+}
+
+// Stack is a running service with its simulator and database.
+type Stack struct {
+	t       testing.TB
+	DB      *pgtest.DB
+	Store   *postgres.Store
+	Service *invoice.Service
+	Sim     *dokusim.Simulator
+	SimURL  string
+	URL     string
+	Client  *http.Client
+	Logs    *SyncBuffer
+}
+
+// SyncBuffer is a goroutine-safe log sink.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// New starts a stack and registers its shutdown.
+func New(t testing.TB, opts Options) *Stack {
+	t.Helper()
+	if opts.DokuTimeout == 0 {
+		opts.DokuTimeout = 5 * time.Second
+	}
+	if opts.RetrySchedule == nil {
+		opts.RetrySchedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
+	}
+	limits := invoice.DefaultLimits
+	if opts.Limits != nil {
+		limits = *opts.Limits
+	}
+	s := &Stack{t: t, DB: pgtest.New(t), Logs: &SyncBuffer{}}
+	log := zerolog.New(s.Logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+
+	// The service's server starts first so the simulator knows where to notify; its handler is set
+	// once the DOKU client can point at the simulator.
+	var handler http.Handler
+	svcSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(svcSrv.Close)
+	s.URL = svcSrv.URL
+
+	s.Sim = dokusim.New(dokusim.Config{
+		ClientID: ClientID, SecretKey: SecretKey, NotificationURL: s.URL + NotificationPath,
+		RetrySchedule: opts.RetrySchedule, Logger: log.With().Str("service", "dokusim").Logger(),
+	})
+	simSrv := httptest.NewServer(s.Sim)
+	t.Cleanup(func() { simSrv.Close(); s.Sim.Close() })
+	s.SimURL = simSrv.URL
+
+	migrator, err := postgres.NewMigrator(s.DB.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { migrator.Close() })
+	s.Store = postgres.NewStore(s.DB.Pool)
+	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout})
+	s.Service = invoice.NewService(s.Store, client)
+	handler = httpapi.NewServer(httpapi.Config{
+		APIKeys: []string{APIKey}, NotificationPath: NotificationPath, Limits: limits,
+	}, httpapi.Deps{
+		Service:       s.Service,
+		Notifications: doku.Verifier{ClientID: ClientID, Secret: []byte(SecretKey), Target: NotificationPath},
+		Ready:         func(ctx context.Context) error { return s.Store.Ready(ctx, migrator) },
+		Logger:        log.With().Str("service", "o2o").Logger(),
+	})
+	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: t, Base: http.DefaultTransport}}
+	return s
+}
+
+// Response is a finished HTTP exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a generic map.
+func (r Response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v\n%s", err, r.Body)
+	}
+	return m
+}
+
+// Do sends a request to the service. body may be nil, a string/[]byte (sent as is) or a value
+// (marshalled). The API key is added unless headers set Authorization (use "" to send none).
+func (s *Stack) Do(method, path string, body any, headers map[string]string) Response {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+APIKey)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+// Invoice is a valid create request for number on channel; tweak the map for variants.
+func Invoice(number, channel string) map[string]any {
+	req := map[string]any{
+		"invoice_number":     number,
+		"channel":            channel,
+		"amount":             150000,
+		"customer":           map[string]any{"name": "Taufik Ismail", "email": "taufik@example.com"},
+		"expires_in_minutes": 60,
+		"info":               "Online Shop",
+	}
+	if channel == "alfa" {
+		req["receipt_footer"] = "Call Center 021 555-0525"
+	}
+	return req
+}
+
+// Pay pays code at the simulated counter and returns the simulator's answer.
+func (s *Stack) Pay(code string, amount int64) map[string]any {
+	s.t.Helper()
+	raw, _ := json.Marshal(map[string]any{"payment_code": code, "amount": amount})
+	resp, err := http.Post(s.SimURL+"/simulator/payments", "application/json", bytes.NewReader(raw))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("simulator pay %s: HTTP %d %v", code, resp.StatusCode, out)
+	}
+	return out
+}
+
+// Notify sends body to the webhook signed as DOKU would, with requestID; mutate may alter the
+// headers (after signing) to forge a bad notification.
+func (s *Stack) Notify(body []byte, requestID string, mutate func(h http.Header)) Response {
+	s.t.Helper()
+	ts := time.Now().UTC().Format(doku.TimestampLayout)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set(doku.HeaderClientID, ClientID)
+	h.Set(doku.HeaderRequestID, requestID)
+	h.Set(doku.HeaderRequestTimestamp, ts)
+	h.Set(doku.HeaderSignature, doku.Sign([]byte(SecretKey), doku.Components{
+		ClientID: ClientID, RequestID: requestID, Timestamp: ts, Target: NotificationPath, Digest: doku.Digest(body),
+	}))
+	if mutate != nil {
+		mutate(h)
+	}
+	req, err := http.NewRequest(http.MethodPost, s.URL+NotificationPath, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header = h
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+// NotificationBody is a DOKU success notification for an invoice.
+func NotificationBody(number, channel, code string, amount int64, trxID string) []byte {
+	ch := invoice.Channel(channel)
+	body, _ := json.Marshal(map[string]any{
+		"service":                   map[string]string{"id": doku.ServiceO2O},
+		"acquirer":                  map[string]string{"id": doku.AcquirerID(ch)},
+		"channel":                   map[string]string{"id": doku.ChannelID(ch)},
+		"transaction":               map[string]string{"status": "SUCCESS", "date": time.Now().UTC().Format(doku.TimestampLayout), "original_request_id": "x"},
+		"order":                     map[string]any{"invoice_number": number, "amount": amount},
+		"online_to_offline_info":    map[string]string{"payment_code": code},
+		"online_to_offline_payment": map[string]any{"identifier": []map[string]string{{"name": "AGENT_TRX_ID", "value": trxID}}},
+	})
+	return body
+}
+
+// Count runs a counting query against the stack's database.
+func (s *Stack) Count(query string, args ...any) int {
+	s.t.Helper()
+	var n int
+	if err := s.DB.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		s.t.Fatalf("count %q: %v", query, err)
+	}
+	return n
+}

@@ -1,0 +1,181 @@
+// Package config loads the service's configuration from the environment (envconfig) and validates it
+// once at start, so a bad setting stops the process with one line naming the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// Secret is a string that never prints itself, so an accidental log of the config leaks nothing.
+type Secret string
+
+// String implements fmt.Stringer with a fixed placeholder.
+func (Secret) String() string { return "[redacted]" }
+
+// MarshalJSON keeps secrets out of JSON logs and dumps too.
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+
+// Value is the secret itself, for the one place that needs it.
+func (s Secret) Value() string { return string(s) }
+
+// Database is the part of the configuration that `o2o migrate` needs.
+type Database struct {
+	DatabaseURL Secret `envconfig:"DATABASE_URL" required:"true"`
+	// DBMaxConns bounds the pool shared by requests and workers.
+	DBMaxConns int32 `envconfig:"DB_MAX_CONNS" default:"20"`
+	// DBStartupTimeout is how long start-up waits for the database to answer before giving up.
+	DBStartupTimeout time.Duration `envconfig:"DB_STARTUP_TIMEOUT" default:"30s"`
+}
+
+// Config is every setting of the service. Names are the contract of DESIGN.md §4.
+type Config struct {
+	Database
+
+	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8080"`
+	APIKeys         []Secret      `envconfig:"API_KEYS" required:"true"`
+	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
+
+	DokuBaseURL          string        `envconfig:"DOKU_BASE_URL" default:"https://api-sandbox.doku.com"`
+	DokuClientID         string        `envconfig:"DOKU_CLIENT_ID" required:"true"`
+	DokuSecretKey        Secret        `envconfig:"DOKU_SECRET_KEY" required:"true"`
+	DokuNotificationPath string        `envconfig:"DOKU_NOTIFICATION_PATH" default:"/v1/notifications/doku"`
+	DokuTimeout          time.Duration `envconfig:"DOKU_TIMEOUT" default:"15s"`
+
+	AmountMin            int64 `envconfig:"AMOUNT_MIN" default:"10000"`
+	AmountMax            int64 `envconfig:"AMOUNT_MAX" default:"5000000"`
+	ExpiryMinMinutes     int   `envconfig:"EXPIRY_MIN_MINUTES" default:"5"`
+	ExpiryMaxMinutes     int   `envconfig:"EXPIRY_MAX_MINUTES" default:"43200"`
+	ExpiryDefaultMinutes int   `envconfig:"EXPIRY_DEFAULT_MINUTES" default:"60"`
+
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+}
+
+// maxDokuAmount is DOKU's 12-digit limit on order.amount.
+const maxDokuAmount = 999_999_999_999
+
+// minAPIKeyLength keeps guessable keys out: a key is a bearer secret on an internal network.
+const minAPIKeyLength = 16
+
+// LoadDatabase reads only the database settings.
+func LoadDatabase() (Database, error) {
+	var d Database
+	if err := envconfig.Process("", &d); err != nil {
+		return d, tidy(err)
+	}
+	return d, nil
+}
+
+// Load reads and validates the whole configuration.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		return c, tidy(err)
+	}
+	return c, c.validate()
+}
+
+// tidy turns envconfig's errors into one line that names the variable and never echoes its value
+// (a value may be a secret).
+func tidy(err error) error {
+	var pe *envconfig.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("config: %s: cannot parse the value as %s", pe.KeyName, pe.TypeName)
+	}
+	return fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "envconfig.Process: "))
+}
+
+func (c *Config) validate() error {
+	bad := func(name, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if c.DBMaxConns < 1 {
+		return bad("DB_MAX_CONNS", "must be at least 1")
+	}
+	if len(c.APIKeys) == 0 {
+		return bad("API_KEYS", "at least one key is required")
+	}
+	for i, k := range c.APIKeys {
+		k = Secret(strings.TrimSpace(k.Value()))
+		if len(k) < minAPIKeyLength {
+			return bad("API_KEYS", "key %d is shorter than %d characters", i+1, minAPIKeyLength)
+		}
+		c.APIKeys[i] = k
+	}
+	if c.MaxBodyBytes < 1024 {
+		return bad("MAX_BODY_BYTES", "must be at least 1024")
+	}
+	u, err := url.Parse(c.DokuBaseURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
+		return bad("DOKU_BASE_URL", "must be an absolute http(s) URL without a query")
+	}
+	if strings.TrimSpace(c.DokuClientID) == "" {
+		return bad("DOKU_CLIENT_ID", "must not be empty")
+	}
+	if c.DokuSecretKey == "" {
+		return bad("DOKU_SECRET_KEY", "must not be empty")
+	}
+	p := c.DokuNotificationPath
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#{}* \t") || strings.HasPrefix(p, "/v1/invoices") ||
+		p == "/healthz" || p == "/readyz" {
+		return bad("DOKU_NOTIFICATION_PATH", "must be a plain path starting with / that no other route uses")
+	}
+	if c.DokuTimeout <= 0 {
+		return bad("DOKU_TIMEOUT", "must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return bad("SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if c.AmountMin < 1 {
+		return bad("AMOUNT_MIN", "must be at least 1")
+	}
+	if c.AmountMax < c.AmountMin || c.AmountMax > maxDokuAmount {
+		return bad("AMOUNT_MAX", "must be between AMOUNT_MIN and %d", int64(maxDokuAmount))
+	}
+	if c.ExpiryMinMinutes < 1 {
+		return bad("EXPIRY_MIN_MINUTES", "must be at least 1")
+	}
+	if c.ExpiryMaxMinutes < c.ExpiryMinMinutes || c.ExpiryMaxMinutes > 99_999_999 {
+		return bad("EXPIRY_MAX_MINUTES", "must be between EXPIRY_MIN_MINUTES and 99999999")
+	}
+	if c.ExpiryDefaultMinutes < c.ExpiryMinMinutes || c.ExpiryDefaultMinutes > c.ExpiryMaxMinutes {
+		return bad("EXPIRY_DEFAULT_MINUTES", "must be between EXPIRY_MIN_MINUTES and EXPIRY_MAX_MINUTES")
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		return bad("LOG_LEVEL", "must be one of trace, debug, info, warn, error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		return bad("LOG_FORMAT", `must be "json" or "console"`)
+	}
+	return nil
+}
+
+// Limits are the create-request bounds.
+func (c *Config) Limits() invoice.Limits {
+	return invoice.Limits{
+		AmountMin:        c.AmountMin,
+		AmountMax:        c.AmountMax,
+		ExpiryMinMinutes: c.ExpiryMinMinutes,
+		ExpiryMaxMinutes: c.ExpiryMaxMinutes,
+		ExpiryDefault:    c.ExpiryDefaultMinutes,
+	}
+}
+
+// KeyValues returns the API keys as plain strings for the auth middleware.
+func (c *Config) KeyValues() []string {
+	out := make([]string, len(c.APIKeys))
+	for i, k := range c.APIKeys {
+		out[i] = k.Value()
+	}
+	return out
+}

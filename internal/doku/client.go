@@ -1,0 +1,175 @@
+package doku
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// Paths of DOKU's O2O endpoints (REFERENCE.md §1). Alfa uses the path all three official plugins call;
+// the documentation's /alfa-virtual-account/ path is, per DOKU's own tooling, a documentation error.
+const (
+	PathAlfaGenerate      = "/alfa-online-to-offline/v2/payment-code"
+	PathIndomaretGenerate = "/indomaret-online-to-offline/v2/payment-code"
+	PathStatusPrefix      = "/orders/v1/status/"
+)
+
+// GeneratePath is the payment-code endpoint of a channel.
+func GeneratePath(ch invoice.Channel) string {
+	if ch == invoice.ChannelIndomaret {
+		return PathIndomaretGenerate
+	}
+	return PathAlfaGenerate
+}
+
+// maxResponseBytes bounds how much of a DOKU response we read: a misbehaving peer must not be able to
+// make us buffer without limit.
+const maxResponseBytes = 1 << 20
+
+// ErrUnavailable marks failures where DOKU's answer is unknown or temporary (timeouts, connection
+// errors, 5xx, 429): the request may or may not have been processed, so it is retried with the same
+// Request-Id and bytes, never abandoned and never re-issued under a new id.
+var ErrUnavailable = errors.New("doku unavailable")
+
+// APIError is a non-success answer from DOKU. DOKU's message is kept verbatim: it is what a person
+// needs to see when a code is refused.
+type APIError struct {
+	StatusCode int
+	Code       string
+	Message    string
+}
+
+func (e *APIError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("doku: HTTP %d %s: %s", e.StatusCode, e.Code, e.Message)
+	}
+	return fmt.Sprintf("doku: HTTP %d: %s", e.StatusCode, e.Message)
+}
+
+// Unwrap makes temporary statuses match ErrUnavailable, so callers need one check.
+func (e *APIError) Unwrap() error {
+	if e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusRequestTimeout {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// IsRejection reports whether err is DOKU definitely refusing the request (a 4xx other than 408/429):
+// sending the same request again will be refused again.
+func IsRejection(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && !errors.Is(err, ErrUnavailable)
+}
+
+// Config configures a Client.
+type Config struct {
+	BaseURL   string
+	ClientID  string
+	SecretKey string
+	// Timeout bounds every call, connection and body included.
+	Timeout time.Duration
+	// MaxConns bounds idle keep-alive connections kept to DOKU; it should match the concurrency the
+	// service can have in flight towards DOKU, or connections are closed and redialled under load.
+	MaxConns int
+}
+
+// Client calls DOKU. It is safe for concurrent use and reuses connections.
+type Client struct {
+	baseURL  string
+	clientID string
+	secret   []byte
+	http     *http.Client
+	now      func() time.Time
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 64
+	}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        cfg.MaxConns,
+		MaxIdleConnsPerHost: cfg.MaxConns,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
+	return &Client{
+		baseURL:  strings.TrimRight(cfg.BaseURL, "/"),
+		clientID: cfg.ClientID,
+		secret:   []byte(cfg.SecretKey),
+		http:     &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		now:      time.Now,
+	}
+}
+
+// GeneratePaymentCode asks DOKU for a payment code, sending body — built once by GenerateBody and
+// stored with the invoice — under requestID. DOKU's 409 replay of an earlier identical request is
+// success: it carries the code issued the first time.
+func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, requestID string, body []byte) (invoice.Issued, error) {
+	status, respBody, err := c.do(ctx, http.MethodPost, GeneratePath(ch), requestID, body)
+	if err != nil {
+		return invoice.Issued{}, err
+	}
+	if status == http.StatusOK || status == http.StatusConflict {
+		issued, perr := parseGenerateResponse(respBody)
+		if perr == nil {
+			return issued, nil
+		}
+		if status == http.StatusOK {
+			// A 200 we cannot read may still have issued a code: retrying the same Request-Id
+			// gets it back, so this is "unknown", not a rejection.
+			return invoice.Issued{}, fmt.Errorf("%w: unreadable success response: %v", ErrUnavailable, perr)
+		}
+	}
+	return invoice.Issued{}, apiError(status, respBody)
+}
+
+// do sends one signed request and returns the status and the (bounded) body.
+func (c *Client) do(ctx context.Context, method, path, requestID string, body []byte) (int, []byte, error) {
+	timestamp := c.now().UTC().Format(TimestampLayout)
+	comp := Components{ClientID: c.clientID, RequestID: requestID, Timestamp: timestamp, Target: path}
+	var rd io.Reader
+	if body != nil {
+		comp.Digest = Digest(body)
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
+	if err != nil {
+		return 0, nil, fmt.Errorf("doku: build request: %w", err)
+	}
+	req.Header.Set(HeaderClientID, c.clientID)
+	req.Header.Set(HeaderRequestID, requestID)
+	req.Header.Set(HeaderRequestTimestamp, timestamp)
+	req.Header.Set(HeaderSignature, Sign(c.secret, comp))
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %s %s: reading response: %v", ErrUnavailable, method, path, err)
+	}
+	// Drain what is left so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
+	return resp.StatusCode, respBody, nil
+}

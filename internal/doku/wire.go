@@ -1,0 +1,202 @@
+package doku
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// generateBody is the generate-payment-code request. Field order is the order DOKU documents; it is
+// what the V1 test vector's bytes are.
+type generateBody struct {
+	Order struct {
+		InvoiceNumber string `json:"invoice_number"`
+		Amount        int64  `json:"amount"`
+	} `json:"order"`
+	O2OInfo struct {
+		ExpiredTime    int    `json:"expired_time"`
+		ReusableStatus bool   `json:"reusable_status"`
+		Info           string `json:"info,omitempty"`
+	} `json:"online_to_offline_info"`
+	Customer struct {
+		Name  string `json:"name"`
+		Email string `json:"email,omitempty"`
+	} `json:"customer"`
+	AlfaInfo *alfaInfo `json:"alfa_info,omitempty"`
+}
+
+type alfaInfo struct {
+	Receipt struct {
+		FooterMessage string `json:"footer_message"`
+	} `json:"receipt"`
+}
+
+// GenerateBody builds the exact bytes of the generate request for inv. They are stored with the
+// invoice and sent unchanged on every retry: DOKU's idempotency compares bodies.
+func GenerateBody(inv *invoice.Invoice) ([]byte, error) {
+	var b generateBody
+	b.Order.InvoiceNumber = inv.Number
+	b.Order.Amount = inv.Amount
+	b.O2OInfo.ExpiredTime = inv.ExpiresInMinutes
+	b.O2OInfo.ReusableStatus = inv.Reusable
+	b.O2OInfo.Info = inv.Info
+	b.Customer.Name = inv.Customer.Name
+	b.Customer.Email = inv.Customer.Email
+	if inv.Channel == invoice.ChannelAlfa && inv.ReceiptFooter != "" {
+		b.AlfaInfo = &alfaInfo{}
+		b.AlfaInfo.Receipt.FooterMessage = inv.ReceiptFooter
+	}
+	return json.Marshal(&b)
+}
+
+// wib is Western Indonesian Time, the zone of DOKU's yyyyMMddHHmmss dates. Indonesia has no daylight
+// saving, so a fixed offset is exact and needs no tzdata in the image.
+var wib = time.FixedZone("WIB", 7*60*60)
+
+const wibLayout = "20060102150405"
+
+// ParseWIB parses DOKU's yyyyMMddHHmmss WIB dates into an instant.
+func ParseWIB(s string) (time.Time, error) {
+	return time.ParseInLocation(wibLayout, s, wib)
+}
+
+// FormatWIB formats t as DOKU's yyyyMMddHHmmss WIB date.
+func FormatWIB(t time.Time) string { return t.In(wib).Format(wibLayout) }
+
+// GenerateResponse is DOKU's answer to a generate request (REFERENCE.md §3). Unknown fields are
+// ignored: DOKU adds fields without notice.
+type GenerateResponse struct {
+	Order struct {
+		InvoiceNumber string     `json:"invoice_number"`
+		Amount        FlexString `json:"amount"`
+	} `json:"order"`
+	O2OInfo struct {
+		PaymentCode  FlexString `json:"payment_code"`
+		Info         string     `json:"info,omitempty"`
+		HowToPayPage string     `json:"how_to_pay_page,omitempty"`
+		HowToPayAPI  string     `json:"how_to_pay_api,omitempty"`
+		CreatedDate  string     `json:"created_date,omitempty"`
+		ExpiredDate  string     `json:"expired_date,omitempty"`
+	} `json:"online_to_offline_info"`
+}
+
+func parseGenerateResponse(body []byte) (invoice.Issued, error) {
+	var r GenerateResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return invoice.Issued{}, fmt.Errorf("decode generate response: %w", err)
+	}
+	code := string(r.O2OInfo.PaymentCode)
+	if code == "" {
+		return invoice.Issued{}, errors.New("generate response has no payment_code")
+	}
+	is := invoice.Issued{
+		PaymentCode:  code,
+		HowToPayPage: r.O2OInfo.HowToPayPage,
+		HowToPayAPI:  r.O2OInfo.HowToPayAPI,
+	}
+	// A missing or odd expired_date is not worth losing an issued code over: the caller falls back
+	// to the expiry it asked for.
+	if t, err := ParseWIB(r.O2OInfo.ExpiredDate); err == nil {
+		is.ExpiresAt = t.UTC()
+	}
+	return is, nil
+}
+
+// FlexString decodes a JSON string or number into its text, so a payment code sent as a number keeps
+// every digit (but, being a number, any leading zeros were already lost by the sender).
+type FlexString string
+
+func (f *FlexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*f = ""
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = FlexString(s)
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
+		*f = FlexString(n.String())
+	default:
+		return fmt.Errorf("expected a string or a number, got %.20s", b)
+	}
+	return nil
+}
+
+// FlexBool decodes true/false or "true"/"false": check status sends reusable_status as a string.
+type FlexBool bool
+
+func (f *FlexBool) UnmarshalJSON(b []byte) error {
+	switch strings.ToLower(strings.Trim(string(bytes.TrimSpace(b)), `"`)) {
+	case "true":
+		*f = true
+	case "false", "", "null":
+		*f = false
+	default:
+		return fmt.Errorf("expected a boolean, got %.20s", b)
+	}
+	return nil
+}
+
+// parseAmount reads an integer rupiah amount sent as a number or a string. A fraction is accepted only
+// when it is zero ("150000.00"): anything else is not a whole rupiah amount and is refused, not rounded.
+func parseAmount(s string) (int64, error) {
+	if s == "" {
+		return 0, errors.New("amount is missing")
+	}
+	whole, frac, hasFrac := strings.Cut(s, ".")
+	if hasFrac && strings.Trim(frac, "0") != "" {
+		return 0, fmt.Errorf("amount %q is not a whole number of rupiah", s)
+	}
+	v, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("amount %q is not a positive integer", s)
+	}
+	return v, nil
+}
+
+// errorBody is DOKU's error shape; more keys appear at times, and the message is what we keep.
+type errorBody struct {
+	Error struct {
+		Message string `json:"message"`
+		Code    string `json:"code"`
+		Type    string `json:"type"`
+	} `json:"error"`
+	Message string `json:"message"`
+}
+
+func apiError(status int, body []byte) *APIError {
+	e := &APIError{StatusCode: status}
+	var eb errorBody
+	if json.Unmarshal(body, &eb) == nil {
+		e.Code = eb.Error.Code
+		e.Message = eb.Error.Message
+		if e.Message == "" {
+			e.Message = eb.Message
+		}
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(status)
+		if snippet := strings.TrimSpace(string(body)); snippet != "" && utf8.ValidString(snippet) {
+			if len(snippet) > 200 {
+				snippet = strings.ToValidUTF8(snippet[:200], "")
+			}
+			e.Message += ": " + snippet
+		}
+	}
+	return e
+}

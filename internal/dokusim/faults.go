@@ -1,0 +1,96 @@
+package dokusim
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Faults are injected into DOKU's API endpoints (generate and check status) so tests and demos can
+// drive every failure path over real HTTP.
+type Faults struct {
+	// LatencyMS delays every API answer.
+	LatencyMS int `json:"latency_ms"`
+	// FailNext makes the next N API calls answer FailStatus with FailMessage.
+	FailNext    int    `json:"fail_next"`
+	FailStatus  int    `json:"fail_status"`
+	FailMessage string `json:"fail_message"`
+	// HangNext makes the next N API calls hang until the caller gives up (a timeout).
+	HangNext int `json:"hang_next"`
+	// DropNotifications records payments but never sends their notifications.
+	DropNotifications bool `json:"drop_notifications"`
+}
+
+// SetFaults replaces the injected faults.
+func (s *Simulator) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+// takeFault applies latency and, if a failure is due, returns the answer to send instead.
+func (s *Simulator) takeFault(ctx context.Context) (func(http.ResponseWriter), bool) {
+	s.mu.Lock()
+	f := &s.faults
+	latency := time.Duration(f.LatencyMS) * time.Millisecond
+	var answer func(http.ResponseWriter)
+	switch {
+	case f.HangNext > 0:
+		f.HangNext--
+		answer = func(http.ResponseWriter) {
+			select {
+			case <-ctx.Done():
+			case <-s.stop:
+			}
+		}
+	case f.FailNext > 0:
+		f.FailNext--
+		status, msg := f.FailStatus, f.FailMessage
+		if status == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		answer = func(w http.ResponseWriter) { dokuError(w, status, "simulated_fault", msg) }
+	}
+	s.mu.Unlock()
+
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return answer, answer != nil
+}
+
+func (s *Simulator) getFaults(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	f := s.faults
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Simulator) putFaults(w http.ResponseWriter, r *http.Request) {
+	var f Faults
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 {
+		dokuError(w, http.StatusBadRequest, "invalid_request", "body must be a faults object with non-negative counts: "+errString(err))
+		return
+	}
+	s.SetFaults(f)
+	writeJSON(w, http.StatusOK, f)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,123 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
+	var req invoice.CreateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	inv, err := req.Validate(h.cfg.Limits)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	stored, created, err := h.svc.Create(r.Context(), inv)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/invoices/"+stored.Number)
+	}
+	writeJSON(w, status, toJSON(stored))
+}
+
+func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
+	number := chi.URLParam(r, "invoice_number")
+	if invoice.CheckInvoiceNumber(number) != "" {
+		// No invoice can have such a number; say so without asking the database.
+		writeError(w, r, invoice.ErrNotFound)
+		return
+	}
+	inv, err := h.svc.Store.Get(r.Context(), number)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(inv))
+}
+
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+)
+
+type listJSON struct {
+	Items      []invoiceJSON `json:"items"`
+	NextCursor *string       `json:"next_cursor"`
+}
+
+func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
+	f, err := parseListFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	items, next, err := h.svc.Store.List(r.Context(), f)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := listJSON{Items: make([]invoiceJSON, 0, len(items)), NextCursor: optString(next)}
+	for _, inv := range items {
+		out.Items = append(out.Items, toJSON(inv))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func parseListFilter(q url.Values) (invoice.ListFilter, error) {
+	f := invoice.ListFilter{Limit: defaultPageSize}
+	var errs []invoice.FieldError
+	for key, vals := range q {
+		if len(vals) != 1 {
+			errs = append(errs, invoice.FieldError{Field: key, Message: "must be given once"})
+			continue
+		}
+		v := vals[0]
+		switch key {
+		case "status":
+			if s := invoice.Status(v); s.Valid() {
+				f.Status = s
+			} else {
+				errs = append(errs, invoice.FieldError{Field: key, Message: "must be one of creating, pending, paid, expired, failed"})
+			}
+		case "channel":
+			if c := invoice.Channel(v); c.Valid() {
+				f.Channel = c
+			} else {
+				errs = append(errs, invoice.FieldError{Field: key, Message: `must be "alfa" or "indomaret"`})
+			}
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxPageSize {
+				errs = append(errs, invoice.FieldError{Field: key, Message: "must be an integer from 1 to " + strconv.Itoa(maxPageSize)})
+			} else {
+				f.Limit = n
+			}
+		case "cursor":
+			f.Cursor = v
+		default:
+			// A misspelt filter would otherwise silently return everything.
+			errs = append(errs, invoice.FieldError{Field: key, Message: "is not a known query parameter"})
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b invoice.FieldError) int { return strings.Compare(a.Field, b.Field) })
+		return f, &invoice.Error{Code: invoice.CodeValidation, Message: "the query has invalid parameters", Fields: errs}
+	}
+	return f, nil
+}

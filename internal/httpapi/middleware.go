@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// HeaderRequestID carries the request id in and out, so a caller's id joins our logs to theirs.
+const HeaderRequestID = "X-Request-Id"
+
+func requestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// validRequestID accepts an incoming id only if it is short and plain, so it cannot forge log fields.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// accessLog gives every request an id (honouring a valid incoming X-Request-Id and echoing it), puts a
+// logger carrying that id in the context, recovers panics as 500s, and writes one line per request.
+func accessLog(base zerolog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			id := r.Header.Get(HeaderRequestID)
+			if !validRequestID(id) {
+				id = newRequestID()
+			}
+			w.Header().Set(HeaderRequestID, id)
+			log := base.With().Str("request_id", id).Logger()
+			ctx := context.WithValue(log.WithContext(r.Context()), requestIDKey, id)
+			r = r.WithContext(ctx)
+
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			defer func() {
+				if rec := recover(); rec != nil {
+					if rec == http.ErrAbortHandler {
+						panic(rec)
+					}
+					log.Error().Str("panic", fmt.Sprint(rec)).Str("stack", string(debug.Stack())).Msg("panic")
+					writeError(ww, r, fmt.Errorf("panic: %v", rec))
+				}
+				route := "unmatched"
+				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+					route = rc.RoutePattern()
+				}
+				status := ww.Status()
+				if status == 0 {
+					status = http.StatusOK
+				}
+				log.Info().
+					Str("method", r.Method).
+					Str("route", route).
+					Int("status", status).
+					Dur("duration", time.Since(start)).
+					Int("bytes", ww.BytesWritten()).
+					Msg("request")
+			}()
+			next.ServeHTTP(ww, r)
+		})
+	}
+}
+
+// limitBody caps every request body; a larger body fails to read with *http.MaxBytesError, answered as
+// 413 by the handlers' decoding.
+func limitBody(max int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ContentLength > max {
+				writeError(w, r, invoice.Errorf(invoice.CodeTooLarge, "the request body must be at most %d bytes", max))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, max)
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// bearerAuth admits requests carrying one of keys as a bearer token. Keys are compared as SHA-256
+// digests in constant time, so neither a key's content nor its length leaks through timing, and all
+// keys are checked whichever matches, so several can be valid at once during a rotation.
+func bearerAuth(keys []string) func(http.Handler) http.Handler {
+	digests := make([][32]byte, len(keys))
+	for i, k := range keys {
+		digests[i] = sha256.Sum256([]byte(k))
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || token == "" {
+				writeError(w, r, invoice.Errorf(invoice.CodeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+				return
+			}
+			got := sha256.Sum256([]byte(token))
+			match := 0
+			for i := range digests {
+				match |= subtle.ConstantTimeCompare(got[:], digests[i][:])
+			}
+			if match != 1 {
+				writeError(w, r, invoice.Errorf(invoice.CodeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

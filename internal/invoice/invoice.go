@@ -1,0 +1,117 @@
+// Package invoice is the domain of the service: invoices, their payments and the one set of rules that
+// moves an invoice between states. It knows nothing of HTTP, SQL or DOKU's wire format, so the webhook,
+// the reconciler and manual sync all mean the same thing by "paid".
+package invoice
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is where an invoice is in its lifecycle (DESIGN.md §3).
+type Status string
+
+const (
+	StatusCreating Status = "creating" // stored, DOKU has not confirmed a code yet
+	StatusPending  Status = "pending"  // code issued, waiting for the customer
+	StatusPaid     Status = "paid"
+	StatusExpired  Status = "expired"
+	StatusFailed   Status = "failed" // DOKU definitely refused to issue a code
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusCreating, StatusPending, StatusPaid, StatusExpired, StatusFailed:
+		return true
+	}
+	return false
+}
+
+// Channel is the convenience-store network that issues the payment code.
+type Channel string
+
+const (
+	ChannelAlfa      Channel = "alfa"
+	ChannelIndomaret Channel = "indomaret"
+)
+
+// Valid reports whether c is a supported channel.
+func (c Channel) Valid() bool { return c == ChannelAlfa || c == ChannelIndomaret }
+
+// Currency is the only currency DOKU's O2O channels settle in.
+const Currency = "IDR"
+
+// Customer is who the code is issued for; DOKU prints the name at the counter.
+type Customer struct {
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+}
+
+// Invoice is one order's payment obligation. Amount is integer rupiah: IDR has no minor unit in
+// DOKU's API, and floats never touch money here.
+type Invoice struct {
+	ID               int64
+	Number           string
+	Channel          Channel
+	Amount           int64
+	Status           Status
+	Customer         Customer
+	ExpiresInMinutes int
+	Reusable         bool
+	Info             string
+	ReceiptFooter    string
+	Metadata         json.RawMessage // a JSON object or nil
+
+	// DokuRequestID and DokuRequestBody are fixed when the invoice is first stored: every call to
+	// DOKU for this invoice resends exactly these, so DOKU's Request-Id idempotency protects us from
+	// issuing two codes for one order.
+	DokuRequestID   string
+	DokuRequestBody []byte
+
+	PaymentCode     string
+	HowToPayPage    string
+	HowToPayAPI     string
+	ExpiresAt       *time.Time
+	PaidAt          *time.Time
+	PaidAfterExpiry bool
+	FailureCode     string
+	FailureMessage  string
+
+	Payments  []Payment
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// TotalPaid is the sum of all recorded payments, in rupiah.
+func (inv *Invoice) TotalPaid() int64 {
+	var total int64
+	for _, p := range inv.Payments {
+		total += p.Amount
+	}
+	return total
+}
+
+// Payment is one payment DOKU reported for an invoice. DedupeKey identifies the payment itself (not
+// the report of it), so a notification retry or a status poll that sees the same payment again is
+// recognised and not recorded twice.
+type Payment struct {
+	ID          int64
+	DedupeKey   string
+	Amount      int64
+	PaidAt      time.Time
+	Source      Source
+	RequestID   string            // the Request-Id of the notification that reported it, if any
+	Identifiers map[string]string // DOKU's agent identifiers (store, terminal, transaction ids)
+	CreatedAt   time.Time
+}
+
+// Source says which path observed a payment or made a change.
+type Source string
+
+const (
+	SourceAPI        Source = "api"
+	SourceWebhook    Source = "webhook"
+	SourceReconciler Source = "reconciler"
+	SourceSync       Source = "sync"
+)

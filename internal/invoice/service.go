@@ -1,0 +1,131 @@
+package invoice
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Store persists invoices. Update runs fn under the invoice's row lock and stores what fn changed;
+// implementations must not call out to anything else while the lock is held.
+type Store interface {
+	Create(ctx context.Context, inv *Invoice) (stored *Invoice, created bool, err error)
+	Get(ctx context.Context, number string) (*Invoice, error)
+	List(ctx context.Context, f ListFilter) (items []*Invoice, nextCursor string, err error)
+	Update(ctx context.Context, number string, fn func(*Invoice) error) (*Invoice, error)
+}
+
+// ListFilter selects invoices for Store.List. Empty fields do not filter.
+type ListFilter struct {
+	Status  Status
+	Channel Channel
+	Limit   int
+	Cursor  string
+}
+
+// Gateway issues payment codes (DOKU). Errors it returns carry CodeDokuRejected for a definite
+// refusal and CodeDokuUnavailable when the outcome is unknown or temporary.
+type Gateway interface {
+	// RequestBody is the exact request for inv, built once and stored with it.
+	RequestBody(inv *Invoice) ([]byte, error)
+	// Issue sends inv's stored Request-Id and body and returns the issued code.
+	Issue(ctx context.Context, inv *Invoice) (Issued, error)
+}
+
+// Service is what the HTTP API and the workers do with invoices: the orchestration between the store
+// and DOKU, kept in one place so every path follows the same rules.
+type Service struct {
+	Store        Store
+	Gateway      Gateway
+	Now          func() time.Time
+	NewRequestID func() string
+}
+
+// NewService returns a Service with the real clock and UUID Request-Ids.
+func NewService(store Store, gw Gateway) *Service {
+	return &Service{Store: store, Gateway: gw, Now: time.Now, NewRequestID: uuid.NewString}
+}
+
+// Create stores the invoice described by req (already validated) and obtains its payment code. It is
+// idempotent on the invoice number: the same request again returns the stored invoice (created is
+// false), and finishes it if it was left creating; the same number with different fields is an
+// invoice_exists error and never reaches DOKU.
+//
+// On a DOKU fault the invoice stays creating and the error has code doku_unavailable; on a DOKU
+// refusal the invoice is failed and the error has code doku_rejected. The invoice is returned in
+// both cases.
+func (s *Service) Create(ctx context.Context, req *Invoice) (inv *Invoice, created bool, err error) {
+	req.Status = StatusCreating
+	req.DokuRequestID = s.NewRequestID()
+	if req.DokuRequestBody, err = s.Gateway.RequestBody(req); err != nil {
+		return nil, false, err
+	}
+	// The insert commits before DOKU is called, so a crash after DOKU answered still leaves a row
+	// holding the Request-Id and bytes to recover the code with.
+	inv, created, err = s.Store.Create(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	if !created && !inv.SameRequest(req) {
+		return inv, false, Errorf(CodeInvoiceExists, "invoice %s already exists with different details", req.Number)
+	}
+	switch inv.Status {
+	case StatusCreating:
+		inv, err = s.Issue(ctx, inv)
+		return inv, created, err
+	case StatusFailed:
+		return inv, created, rejection(inv)
+	}
+	return inv, created, nil
+}
+
+// Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer. The DOKU
+// call and the store step are detached from ctx's cancellation: a client hanging up mid-call must not
+// throw away a code DOKU has already issued. The gateway's own timeout bounds the call.
+func (s *Service) Issue(ctx context.Context, inv *Invoice) (*Invoice, error) {
+	ctx = context.WithoutCancel(ctx)
+	issued, gwErr := s.Gateway.Issue(ctx, inv)
+	var apply func(*Invoice) error
+	switch {
+	case gwErr == nil:
+		if issued.ExpiresAt.IsZero() {
+			issued.ExpiresAt = inv.CreatedAt.Add(time.Duration(inv.ExpiresInMinutes) * time.Minute)
+		}
+		apply = func(inv *Invoice) error { inv.MarkIssued(issued); return nil }
+	case ErrorCode(gwErr) == CodeDokuRejected:
+		msg := gwErr.Error()
+		var e *Error
+		if errors.As(gwErr, &e) {
+			msg = e.Message
+		}
+		apply = func(inv *Invoice) error { inv.MarkFailed(string(CodeDokuRejected), msg); return nil }
+	default:
+		// Unknown outcome: the invoice stays creating, to be finished with the same Request-Id.
+		return inv, gwErr
+	}
+	updated, err := s.Store.Update(ctx, inv.Number, apply)
+	if err != nil {
+		return inv, err
+	}
+	if updated.Status == StatusFailed {
+		return updated, rejection(updated)
+	}
+	return updated, nil
+}
+
+func rejection(inv *Invoice) error {
+	return &Error{Code: CodeDokuRejected, Message: "DOKU refused to issue a payment code: " + inv.FailureMessage}
+}
+
+// ApplyPayment applies a payment report from DOKU to its invoice under the row lock, through the one
+// transition function every path shares. It returns what happened and the invoice as it now is.
+func (s *Service) ApplyPayment(ctx context.Context, r PaymentReport) (Outcome, *Invoice, error) {
+	var outcome Outcome
+	inv, err := s.Store.Update(ctx, r.InvoiceNumber, func(inv *Invoice) error {
+		outcome = inv.ApplyPayment(r, s.Now())
+		return nil
+	})
+	return outcome, inv, err
+}

@@ -1,0 +1,154 @@
+package invoice
+
+import (
+	"fmt"
+	"time"
+)
+
+// Outcome is what applying a payment report did. The webhook answers and logs by it, and later the
+// notification inbox stores it.
+type Outcome string
+
+const (
+	OutcomeApplied         Outcome = "applied"
+	OutcomeDuplicate       Outcome = "duplicate"
+	OutcomeAmountMismatch  Outcome = "amount_mismatch"
+	OutcomeChannelMismatch Outcome = "channel_mismatch"
+	OutcomeCodeMismatch    Outcome = "code_mismatch"
+	OutcomeIgnoredStatus   Outcome = "ignored_status"
+	OutcomeNotIssued       Outcome = "not_issued"
+)
+
+// Mismatch reports whether o is a disagreement between DOKU and our record that a person must look
+// at: retrying cannot fix it, and it must never mark the invoice paid.
+func (o Outcome) Mismatch() bool {
+	return o == OutcomeAmountMismatch || o == OutcomeChannelMismatch || o == OutcomeCodeMismatch
+}
+
+// DOKU transaction statuses (REFERENCE.md §4, §5).
+const (
+	DokuSuccess = "SUCCESS"
+	DokuFailed  = "FAILED"
+	DokuPending = "PENDING"
+	DokuExpired = "EXPIRED"
+)
+
+// PaymentReport is what DOKU said about a payment, from a notification or a status check, already
+// translated out of DOKU's wire format.
+type PaymentReport struct {
+	InvoiceNumber string
+	Channel       Channel // "" when the report did not say
+	PaymentCode   string  // "" when the report did not say (status responses omit it)
+	Amount        int64
+	DokuStatus    string
+	PaidAt        time.Time
+	RequestID     string // the Request-Id of the notification itself
+	// OriginalRequestID is the Request-Id we generated the code with, as DOKU echoes it.
+	OriginalRequestID string
+	Identifiers       map[string]string
+	Source            Source
+}
+
+// ApplyPayment is the one state change for "DOKU says money arrived". Every path that learns of a
+// payment calls it inside a row-locked transaction, so the rules and the dedupe are the same whoever
+// sees the payment first. It returns what it did; only OutcomeApplied changed inv.
+func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
+	if r.DokuStatus != DokuSuccess {
+		return OutcomeIgnoredStatus
+	}
+	if r.Channel != "" && r.Channel != inv.Channel {
+		return OutcomeChannelMismatch
+	}
+	if inv.Status == StatusCreating || inv.Status == StatusFailed {
+		// We hold no code to compare against. A resumer finishes creating invoices, after which a
+		// redelivery applies normally; a payment against a failed invoice needs a person.
+		return OutcomeNotIssued
+	}
+	if r.PaymentCode != "" && r.PaymentCode != inv.PaymentCode {
+		return OutcomeCodeMismatch
+	}
+	if r.Amount != inv.Amount {
+		return OutcomeAmountMismatch
+	}
+
+	key := r.dedupeKey(inv.Reusable)
+	for _, p := range inv.Payments {
+		if p.DedupeKey == key {
+			return OutcomeDuplicate
+		}
+	}
+	if !inv.Reusable && inv.Status == StatusPaid {
+		return OutcomeDuplicate
+	}
+
+	paidAt := r.PaidAt
+	if paidAt.IsZero() {
+		paidAt = now
+	}
+	inv.Payments = append(inv.Payments, Payment{
+		DedupeKey:   key,
+		Amount:      r.Amount,
+		PaidAt:      paidAt.UTC(),
+		Source:      r.Source,
+		RequestID:   r.RequestID,
+		Identifiers: r.Identifiers,
+	})
+	if inv.Status == StatusExpired {
+		inv.PaidAfterExpiry = true
+	}
+	if inv.PaidAt == nil {
+		t := paidAt.UTC()
+		inv.PaidAt = &t
+	}
+	inv.Status = StatusPaid
+	return OutcomeApplied
+}
+
+// dedupeKey identifies the payment itself. A single-use code can be paid once, so the invoice is the
+// key. A reusable code can be paid many times; each payment is told apart by the store's transaction
+// id when DOKU gives one, and by its time otherwise — both are the same in every retry of a
+// notification and in the status response for that payment.
+func (r PaymentReport) dedupeKey(reusable bool) string {
+	if !reusable {
+		return "single"
+	}
+	if trx := r.Identifiers["AGENT_TRX_ID"]; trx != "" {
+		return "trx:" + trx
+	}
+	return fmt.Sprintf("at:%s", r.PaidAt.UTC().Format(time.RFC3339Nano))
+}
+
+// Issued is what DOKU returned for a generated payment code.
+type Issued struct {
+	PaymentCode  string
+	HowToPayPage string
+	HowToPayAPI  string
+	ExpiresAt    time.Time
+}
+
+// MarkIssued moves a creating invoice to pending with its code. It reports false, changing nothing,
+// when the invoice has already left creating (another request or the resumer finished it first).
+func (inv *Invoice) MarkIssued(is Issued) bool {
+	if inv.Status != StatusCreating {
+		return false
+	}
+	inv.Status = StatusPending
+	inv.PaymentCode = is.PaymentCode
+	inv.HowToPayPage = is.HowToPayPage
+	inv.HowToPayAPI = is.HowToPayAPI
+	t := is.ExpiresAt.UTC()
+	inv.ExpiresAt = &t
+	return true
+}
+
+// MarkFailed records DOKU's definite refusal to issue a code. Like MarkIssued it only moves a
+// creating invoice.
+func (inv *Invoice) MarkFailed(code, message string) bool {
+	if inv.Status != StatusCreating {
+		return false
+	}
+	inv.Status = StatusFailed
+	inv.FailureCode = code
+	inv.FailureMessage = message
+	return true
+}

@@ -1,0 +1,122 @@
+// Package postgres stores invoices and payments in PostgreSQL through a pgx/v5 pool, and migrates the
+// schema with goose from the migrations embedded in the binary.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/migrations"
+)
+
+// Open connects a pool to url. maxConns, when positive, overrides pool_max_conns; the pool is shared
+// by every request and worker in the process, never created per request.
+func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx quotes the URL in its error, password included: say only what is wrong.
+		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL connection string")
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: create pool: %w", err)
+	}
+	return pool, nil
+}
+
+// Migrator applies the embedded migrations.
+type Migrator struct {
+	pool     *pgxpool.Pool
+	db       *sql.DB
+	provider *goose.Provider
+}
+
+// NewMigrator returns a Migrator over pool. Close it when done.
+func NewMigrator(pool *pgxpool.Pool) (*Migrator, error) {
+	db := stdlib.OpenDBFromPool(pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: load migrations: %w", err)
+	}
+	return &Migrator{pool: pool, db: db, provider: p}, nil
+}
+
+// Pool is the pool the migrator works on.
+func (m *Migrator) Pool() *pgxpool.Pool { return m.pool }
+
+// Close releases the migrator's database handle (not the pool).
+func (m *Migrator) Close() error { return m.db.Close() }
+
+// Up applies every pending migration.
+func (m *Migrator) Up(ctx context.Context) error {
+	_, err := m.provider.Up(ctx)
+	return err
+}
+
+// Down rolls back the most recent migration.
+func (m *Migrator) Down(ctx context.Context) error {
+	_, err := m.provider.Down(ctx)
+	return err
+}
+
+// Status writes one line per migration: version, state and file name.
+func (m *Migrator) Status(ctx context.Context, w io.Writer) error {
+	results, err := m.provider.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		fmt.Fprintf(w, "%05d  %-8s  %s\n", r.Source.Version, r.State, r.Source.Path)
+	}
+	return nil
+}
+
+// Current reports whether the database is at the latest embedded migration.
+func (m *Migrator) Current(ctx context.Context) (bool, error) {
+	v, err := m.provider.GetDBVersion(ctx)
+	if err != nil {
+		return false, err
+	}
+	sources := m.provider.ListSources()
+	return len(sources) > 0 && v == sources[len(sources)-1].Version, nil
+}
+
+// classify turns a database error into the domain's vocabulary: "the database is unavailable" (the
+// caller answers 503 and the client or DOKU retries) or an internal fault.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return invoice.ErrNotFound
+	}
+	if invoice.ErrorCode(err) != "" {
+		return err
+	}
+	var connectErr *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &connectErr) && errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "53", "57", "40": // connection, resources, operator intervention, serialization
+		default:
+			return fmt.Errorf("postgres: %w", err)
+		}
+	}
+	// Failing to connect at all (refused, or the server refusing the session) and anything that is
+	// not an answer from the server (closed pool, timeout) is the database being unreachable.
+	return fmt.Errorf("%w: %v", invoice.ErrUnavailable, err)
+}

@@ -1,0 +1,287 @@
+package postgres
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// Store is the invoice store. Every method is one short transaction or one statement; none is held
+// open while anything else (DOKU in particular) is called.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// NewStore returns a Store over pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, now: time.Now} }
+
+const invoiceColumns = `id, invoice_number, channel, amount, status, customer_name, customer_email,
+	expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body,
+	coalesce(payment_code, ''), how_to_pay_page, how_to_pay_api, expires_at, paid_at, paid_after_expiry,
+	failure_code, failure_message, created_at, updated_at`
+
+func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
+	var inv invoice.Invoice
+	var metadata []byte
+	err := row.Scan(&inv.ID, &inv.Number, &inv.Channel, &inv.Amount, &inv.Status, &inv.Customer.Name,
+		&inv.Customer.Email, &inv.ExpiresInMinutes, &inv.Reusable, &inv.Info, &inv.ReceiptFooter, &metadata,
+		&inv.DokuRequestID, &inv.DokuRequestBody, &inv.PaymentCode, &inv.HowToPayPage, &inv.HowToPayAPI,
+		&inv.ExpiresAt, &inv.PaidAt, &inv.PaidAfterExpiry, &inv.FailureCode, &inv.FailureMessage,
+		&inv.CreatedAt, &inv.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	if len(metadata) > 0 {
+		inv.Metadata = metadata
+	}
+	return &inv, nil
+}
+
+// Create inserts inv if no invoice has its number yet. It returns the stored invoice and true when it
+// was inserted, or the existing invoice and false when the number was taken — the caller decides
+// whether that is an idempotent replay or a conflict.
+func (s *Store) Create(ctx context.Context, inv *invoice.Invoice) (*invoice.Invoice, bool, error) {
+	var metadata any
+	if len(inv.Metadata) > 0 {
+		metadata = []byte(inv.Metadata)
+	}
+	row := s.pool.QueryRow(ctx, `
+		INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, customer_email,
+			expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		ON CONFLICT (invoice_number) DO NOTHING
+		RETURNING `+invoiceColumns,
+		inv.Number, inv.Channel, inv.Amount, inv.Status, inv.Customer.Name, inv.Customer.Email,
+		inv.ExpiresInMinutes, inv.Reusable, inv.Info, inv.ReceiptFooter, metadata, inv.DokuRequestID,
+		inv.DokuRequestBody)
+	created, err := scanInvoice(row)
+	if err == nil {
+		return created, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, classify(err)
+	}
+	existing, err := s.Get(ctx, inv.Number)
+	if err != nil {
+		return nil, false, err
+	}
+	return existing, false, nil
+}
+
+// Get returns the invoice with its payments, or invoice.ErrNotFound.
+func (s *Store) Get(ctx context.Context, number string) (*invoice.Invoice, error) {
+	inv, err := scanInvoice(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices WHERE invoice_number = $1`, number))
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := s.loadPayments(ctx, s.pool, []*invoice.Invoice{inv}); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Store) loadPayments(ctx context.Context, q querier, invs []*invoice.Invoice) error {
+	if len(invs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*invoice.Invoice, len(invs))
+	ids := make([]int64, 0, len(invs))
+	for _, inv := range invs {
+		byID[inv.ID] = inv
+		ids = append(ids, inv.ID)
+		inv.Payments = nil
+	}
+	rows, err := q.Query(ctx, `
+		SELECT id, invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at
+		FROM payments WHERE invoice_id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p invoice.Payment
+		var invoiceID int64
+		if err := rows.Scan(&p.ID, &invoiceID, &p.DedupeKey, &p.Amount, &p.PaidAt, &p.Source, &p.RequestID,
+			&p.Identifiers, &p.CreatedAt); err != nil {
+			return classify(err)
+		}
+		if inv := byID[invoiceID]; inv != nil {
+			inv.Payments = append(inv.Payments, p)
+		}
+	}
+	return classify(rows.Err())
+}
+
+// ErrBadCursor is returned for a cursor this store did not produce.
+var ErrBadCursor = &invoice.Error{Code: invoice.CodeValidation, Message: "the cursor is not valid",
+	Fields: []invoice.FieldError{{Field: "cursor", Message: "is not a cursor returned by this API"}}}
+
+// List returns invoices newest first and, when more remain, the cursor of the next page. The cursor is
+// a keyset position (the last id seen), so pages stay stable while new invoices arrive.
+func (s *Store) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invoice, string, error) {
+	var after *int64
+	if f.Cursor != "" {
+		id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", ErrBadCursor
+		}
+		after = &id
+	}
+	var status, channel *string
+	if f.Status != "" {
+		v := string(f.Status)
+		status = &v
+	}
+	if f.Channel != "" {
+		v := string(f.Channel)
+		channel = &v
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+invoiceColumns+` FROM invoices
+		WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR channel = $2)
+		  AND ($3::bigint IS NULL OR id < $3)
+		ORDER BY id DESC LIMIT $4`, status, channel, after, f.Limit+1)
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Invoice, error) { return scanInvoice(r) })
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	next := ""
+	if len(invs) > f.Limit {
+		invs = invs[:f.Limit]
+		next = encodeCursor(invs[len(invs)-1].ID)
+	}
+	if err := s.loadPayments(ctx, s.pool, invs); err != nil {
+		return nil, "", err
+	}
+	return invs, next, nil
+}
+
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(raw) < 4 || string(raw[:3]) != "id:" {
+		return 0, errors.New("bad cursor")
+	}
+	id, err := strconv.ParseInt(string(raw[3:]), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errors.New("bad cursor")
+	}
+	return id, nil
+}
+
+// Update runs fn on the invoice inside one transaction holding the invoice's row lock, then stores
+// what fn changed: the invoice's state and any payments fn appended. If fn returns an error nothing is
+// written and the error is returned. Concurrent Updates of one invoice run one after the other, which
+// is what makes "recorded once" hold when the webhook and a poll see the same payment together.
+func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+
+	inv, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices WHERE invoice_number = $1 FOR UPDATE`, number))
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := s.loadPayments(ctx, tx, []*invoice.Invoice{inv}); err != nil {
+		return nil, err
+	}
+	before := mutableState(inv)
+	nPayments := len(inv.Payments)
+	if err := fn(inv); err != nil {
+		return nil, err
+	}
+	if mutableState(inv) == before && len(inv.Payments) == nPayments {
+		return inv, classify(tx.Commit(ctx))
+	}
+
+	now := s.now().UTC()
+	for i := nPayments; i < len(inv.Payments); i++ {
+		p := &inv.Payments[i]
+		ids := p.Identifiers
+		if ids == nil {
+			ids = map[string]string{}
+		}
+		err := tx.QueryRow(ctx, `
+			INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			inv.ID, p.DedupeKey, p.Amount, p.PaidAt, p.Source, p.RequestID, ids, now).Scan(&p.ID)
+		if err != nil {
+			return nil, classify(err)
+		}
+		p.CreatedAt = now
+	}
+	var paymentCode *string
+	if inv.PaymentCode != "" {
+		paymentCode = &inv.PaymentCode
+	}
+	err = tx.QueryRow(ctx, `
+		UPDATE invoices SET status = $2, payment_code = $3, how_to_pay_page = $4, how_to_pay_api = $5,
+			expires_at = $6, paid_at = $7, paid_after_expiry = $8, failure_code = $9, failure_message = $10,
+			updated_at = $11
+		WHERE id = $1 RETURNING updated_at`,
+		inv.ID, inv.Status, paymentCode, inv.HowToPayPage, inv.HowToPayAPI, inv.ExpiresAt, inv.PaidAt,
+		inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now).Scan(&inv.UpdatedAt)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, classify(err)
+	}
+	return inv, nil
+}
+
+// state is the part of an invoice Update may change; comparing it tells whether to write.
+type state struct {
+	status                           invoice.Status
+	code, page, api, failCode, failM string
+	expiresAt, paidAt                time.Time
+	afterExpiry                      bool
+}
+
+func mutableState(inv *invoice.Invoice) state {
+	st := state{status: inv.Status, code: inv.PaymentCode, page: inv.HowToPayPage, api: inv.HowToPayAPI,
+		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry}
+	if inv.ExpiresAt != nil {
+		st.expiresAt = *inv.ExpiresAt
+	}
+	if inv.PaidAt != nil {
+		st.paidAt = *inv.PaidAt
+	}
+	return st
+}
+
+// Ready reports whether the database answers and its schema is the one this binary expects.
+func (s *Store) Ready(ctx context.Context, m *Migrator) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return classify(err)
+	}
+	current, err := m.Current(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	if !current {
+		return fmt.Errorf("%w: schema is not at the latest migration", invoice.ErrUnavailable)
+	}
+	return nil
+}
