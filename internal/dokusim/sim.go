@@ -114,7 +114,9 @@ func New(cfg Config) *Simulator {
 	r.Put("/simulator/faults", s.putFaults)
 	r.Get("/simulator/how-to-pay/{code}", s.howToPayPage)
 	r.Get("/simulator/how-to-pay-api/{code}", s.howToPayAPI)
-	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	s.router = r
 	return s
 }

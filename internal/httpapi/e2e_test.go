@@ -91,7 +91,9 @@ func TestNotificationsThatMustNotMarkPaid(t *testing.T) {
 		wantOutcome string // for 200
 	}{
 		{name: "wrong signature", body: good, wantStatus: 401, wantCode: "invalid_signature",
-			mutate: func(h http.Header) { h.Set(doku.HeaderSignature, "HMACSHA256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=") }},
+			mutate: func(h http.Header) {
+				h.Set(doku.HeaderSignature, "HMACSHA256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+			}},
 		{name: "signature over another body", body: good, wantStatus: 401, wantCode: "invalid_signature",
 			mutate: func(h http.Header) {
 				h.Set(doku.HeaderSignature, doku.Sign([]byte(apitest.SecretKey), doku.Components{
@@ -227,7 +229,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Fatalf("unsafe X-Request-Id echoed: %q", r.Header.Get("X-Request-Id"))
 	}
 	line := lastLine(s.Logs.String(), `"route":"/healthz"`)
-	for _, field := range []string{`"method":"GET"`, `"status":200`, `"duration":`, `"request_id":`} {
+	for _, field := range []string{`"method":"GET"`, `"status":200`, `"duration_ms":`, `"request_id":`} {
 		if !strings.Contains(line, field) {
 			t.Fatalf("request log line lacks %s: %s", field, line)
 		}

@@ -177,4 +177,3 @@ func toJSON(inv *invoice.Invoice) invoiceJSON {
 	}
 	return out
 }
-

@@ -62,7 +62,14 @@ type listJSON struct {
 }
 
 func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
-	f, err := parseListFilter(r.URL.Query())
+	// r.URL.Query() silently drops what it cannot parse, which would widen the filter.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the query string is malformed",
+			Fields: []invoice.FieldError{{Field: "query", Message: "is not a valid URL query string"}}})
+		return
+	}
+	f, err := parseListFilter(q)
 	if err != nil {
 		writeError(w, r, err)
 		return

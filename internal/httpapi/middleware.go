@@ -87,7 +87,7 @@ func accessLog(base zerolog.Logger) func(http.Handler) http.Handler {
 					Str("method", r.Method).
 					Str("route", route).
 					Int("status", status).
-					Dur("duration", time.Since(start)).
+					Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).
 					Int("bytes", ww.BytesWritten()).
 					Msg("request")
 			}()

@@ -1,0 +1,18 @@
+# Builds both binaries: the service (default entrypoint) and the DOKU simulator (/dokusim).
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd ./cmd
+COPY internal ./internal
+COPY migrations ./migrations
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/o2o ./cmd/o2o && \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/dokusim ./cmd/dokusim
+
+# Static binaries, no shell, not root. Migrations are embedded in /o2o.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/o2o /o2o
+COPY --from=build /out/dokusim /dokusim
+USER nonroot:nonroot
+EXPOSE 8080
+ENTRYPOINT ["/o2o"]
