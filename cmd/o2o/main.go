@@ -96,6 +96,9 @@ func openDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (
 }
 
 func migrate(ctx context.Context, direction string, stdout io.Writer) error {
+	if direction != "up" && direction != "down" && direction != "status" {
+		return fmt.Errorf("unknown migrate direction %q (want up, down or status)", direction)
+	}
 	db, err := config.LoadDatabase()
 	if err != nil {
 		return err
@@ -113,8 +116,6 @@ func migrate(ctx context.Context, direction string, stdout io.Writer) error {
 		err = m.Down(ctx)
 	case "status":
 		err = m.Status(ctx, stdout)
-	default:
-		return fmt.Errorf("unknown migrate direction %q (want up, down or status)", direction)
 	}
 	return err
 }

@@ -73,7 +73,20 @@ func LoadDatabase() (Database, error) {
 	if err := envconfig.Process("", &d); err != nil {
 		return d, tidy(err)
 	}
-	return d, nil
+	return d, d.validate()
+}
+
+func (d *Database) validate() error {
+	if strings.TrimSpace(d.DatabaseURL.Value()) == "" {
+		return errors.New("config: DATABASE_URL: must not be empty")
+	}
+	if d.DBMaxConns < 1 {
+		return errors.New("config: DB_MAX_CONNS: must be at least 1")
+	}
+	if d.DBStartupTimeout < 0 {
+		return errors.New("config: DB_STARTUP_TIMEOUT: must not be negative")
+	}
+	return nil
 }
 
 // Load reads and validates the whole configuration.
@@ -99,8 +112,8 @@ func (c *Config) validate() error {
 	bad := func(name, format string, args ...any) error {
 		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
 	}
-	if c.DBMaxConns < 1 {
-		return bad("DB_MAX_CONNS", "must be at least 1")
+	if err := c.Database.validate(); err != nil {
+		return err
 	}
 	if len(c.APIKeys) == 0 {
 		return bad("API_KEYS", "at least one key is required")

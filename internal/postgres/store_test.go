@@ -1,0 +1,182 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/pgtest"
+	"github.com/merchant/o2o/internal/postgres"
+)
+
+func newInvoice(number string) *invoice.Invoice {
+	return &invoice.Invoice{Number: number, Channel: invoice.ChannelAlfa, Amount: 150000, Status: invoice.StatusCreating,
+		Customer: invoice.Customer{Name: "A"}, ExpiresInMinutes: 60, DokuRequestID: "req-" + number,
+		DokuRequestBody: []byte(`{"order":{}}`), Metadata: []byte(`{"k":"v"}`)}
+}
+
+func issued(t *testing.T, s *postgres.Store, number string) *invoice.Invoice {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := s.Create(ctx, newInvoice(number)); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := s.Update(ctx, number, func(inv *invoice.Invoice) error {
+		inv.MarkIssued(invoice.Issued{PaymentCode: "8888" + number, ExpiresAt: time.Now().Add(time.Hour)})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func TestCreateIsInsertOnce(t *testing.T) {
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+
+	first, created, err := s.Create(ctx, newInvoice("INV-1"))
+	if err != nil || !created || first.ID == 0 || string(first.DokuRequestBody) != `{"order":{}}` || string(first.Metadata) != `{"k": "v"}` {
+		t.Fatalf("create: %+v %v %v", first, created, err)
+	}
+	again := newInvoice("INV-1")
+	again.DokuRequestID = "another-id"
+	got, created, err := s.Create(ctx, again)
+	if err != nil || created || got.DokuRequestID != "req-INV-1" {
+		t.Fatalf("second create must return the stored invoice with its original Request-Id: %+v %v %v", got, created, err)
+	}
+}
+
+func TestSchemaForbidsDuplicatesAndNonsense(t *testing.T) {
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+	inv := issued(t, s, "INV-1")
+
+	cases := map[string]string{
+		"duplicate Request-Id": `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 1, 'creating', 'A', 60, 'req-INV-1', '')`,
+		"bad invoice number":   `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV 2', 'alfa', 1, 'creating', 'A', 60, 'r2', '')`,
+		"zero amount":          `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 0, 'creating', 'A', 60, 'r2', '')`,
+		"unknown channel":      `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'ovo', 1, 'creating', 'A', 60, 'r2', '')`,
+		"pending without code": `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 1, 'pending', 'A', 60, 'r2', '')`,
+		"footer on indomaret":  `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body, receipt_footer) VALUES ('INV-2', 'indomaret', 1, 'creating', 'A', 60, 'r2', '', 'x')`,
+		"paid without time":    `UPDATE invoices SET status = 'paid' WHERE invoice_number = 'INV-1'`,
+		"same payment twice":   fmt.Sprintf(`INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES (%[1]d, 'single', 1, now(), 'webhook'), (%[1]d, 'single', 1, now(), 'webhook')`, inv.ID),
+		"negative payment":     fmt.Sprintf(`INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES (%d, 'x', -1, now(), 'webhook')`, inv.ID),
+	}
+	for name, sql := range cases {
+		_, err := db.Pool.Exec(ctx, sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "23505" && pgErr.Code != "23514") {
+			t.Errorf("%s: err = %v, want a unique or check violation", name, err)
+		}
+	}
+}
+
+// The webhook and the reconciler may report the same payment at the same moment, and DOKU may
+// deliver a notification twice at once: the row lock makes it one payment whatever the interleaving.
+func TestConcurrentReportsRecordOnePayment(t *testing.T) {
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	issued(t, s, "INV-1")
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	outcomes := make(chan invoice.Outcome, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := s.Update(ctx, "INV-1", func(inv *invoice.Invoice) error {
+				outcomes <- inv.ApplyPayment(invoice.PaymentReport{InvoiceNumber: "INV-1", Amount: 150000,
+					DokuStatus: invoice.DokuSuccess, Source: invoice.SourceWebhook, PaidAt: time.Now(),
+					Identifiers: map[string]string{"AGENT_TRX_ID": fmt.Sprint(i)}}, time.Now())
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(outcomes)
+	applied := 0
+	for o := range outcomes {
+		if o == invoice.OutcomeApplied {
+			applied++
+		}
+	}
+	inv, err := s.Get(ctx, "INV-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied != 1 || len(inv.Payments) != 1 || inv.Status != invoice.StatusPaid {
+		t.Fatalf("applied %d times, %d payments, status %s", applied, len(inv.Payments), inv.Status)
+	}
+}
+
+func TestUpdateErrorWritesNothing(t *testing.T) {
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	issued(t, s, "INV-1")
+	boom := errors.New("boom")
+	_, err := s.Update(context.Background(), "INV-1", func(inv *invoice.Invoice) error {
+		inv.ApplyPayment(invoice.PaymentReport{Amount: 150000, DokuStatus: invoice.DokuSuccess, Source: invoice.SourceWebhook}, time.Now())
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	inv, _ := s.Get(context.Background(), "INV-1")
+	if inv.Status != invoice.StatusPending || len(inv.Payments) != 0 {
+		t.Fatalf("a failed update wrote: %+v", inv)
+	}
+	if _, err := s.Update(context.Background(), "INV-NOPE", func(*invoice.Invoice) error { return nil }); invoice.ErrorCode(err) != invoice.CodeNotFound {
+		t.Fatalf("update of unknown invoice: %v", err)
+	}
+}
+
+func TestDatabaseDownIsUnavailable(t *testing.T) {
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	db.Pool.Close()
+	if _, err := s.Get(context.Background(), "INV-1"); invoice.ErrorCode(err) != invoice.CodeUnavailable {
+		t.Fatalf("get on a closed pool: %v, want unavailable", err)
+	}
+}
+
+func TestMigrateDownAndUp(t *testing.T) {
+	db := pgtest.New(t)
+	m, err := postgres.NewMigrator(db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	if ok, err := m.Current(ctx); err != nil || !ok {
+		t.Fatalf("fresh database not current: %v %v", ok, err)
+	}
+	if err := m.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := m.Current(ctx); ok {
+		t.Fatal("current after down")
+	}
+	s := postgres.NewStore(db.Pool)
+	if err := s.Ready(ctx, m); invoice.ErrorCode(err) != invoice.CodeUnavailable {
+		t.Fatalf("ready with an old schema: %v", err)
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx, m); err != nil {
+		t.Fatalf("ready after up: %v", err)
+	}
+}
