@@ -34,7 +34,12 @@ func TestApplyPaymentRules(t *testing.T) {
 		{"code differs", func() *Invoice { return pendingInvoice(false) }, func() PaymentReport { r := report("1"); r.PaymentCode = "888802"; return r }, OutcomeCodeMismatch, StatusPending},
 		{"code absent is not checked", func() *Invoice { return pendingInvoice(false) }, func() PaymentReport { r := report("1"); r.PaymentCode = ""; return r }, OutcomeApplied, StatusPaid},
 		{"failed status ignored", func() *Invoice { return pendingInvoice(false) }, func() PaymentReport { r := report("1"); r.DokuStatus = DokuFailed; return r }, OutcomeIgnoredStatus, StatusPending},
-		{"creating has no code to check", func() *Invoice { inv := pendingInvoice(false); inv.Status = StatusCreating; inv.PaymentCode = ""; return inv }, func() PaymentReport { return report("1") }, OutcomeNotIssued, StatusCreating},
+		{"creating has no code to check", func() *Invoice {
+			inv := pendingInvoice(false)
+			inv.Status = StatusCreating
+			inv.PaymentCode = ""
+			return inv
+		}, func() PaymentReport { return report("1") }, OutcomeNotIssued, StatusCreating},
 		{"failed invoice", func() *Invoice { inv := pendingInvoice(false); inv.Status = StatusFailed; return inv }, func() PaymentReport { return report("1") }, OutcomeNotIssued, StatusFailed},
 		{"expired then paid", func() *Invoice { inv := pendingInvoice(false); inv.Status = StatusExpired; return inv }, func() PaymentReport { return report("1") }, OutcomeApplied, StatusPaid},
 	}
