@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/merchant/o2o/internal/httpapi"
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/postgres"
+	"github.com/merchant/o2o/internal/worker"
 )
 
 func main() {
@@ -147,7 +149,7 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		Timeout:   cfg.DokuTimeout,
 		MaxConns:  int(cfg.DBMaxConns) * 4,
 	})
-	svc := invoice.NewService(store, dokuClient)
+	svc := invoice.NewService(store, dokuClient, cfg.DokuTimeout)
 	handler := httpapi.NewServer(httpapi.Config{
 		APIKeys:          cfg.KeyValues(),
 		NotificationPath: cfg.DokuNotificationPath,
@@ -185,14 +187,28 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		ready <- ln.Addr().String()
 	}
 
+	resumer := &worker.Resumer{
+		Claimer: store, Service: svc, Log: log.With().Str("worker", "resumer").Logger(),
+		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency,
+		BaseBackoff: cfg.ResumerBaseBackoff, MaxBackoff: cfg.ResumerMaxBackoff, MaxAttempts: cfg.ResumerMaxAttempts,
+	}
+	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	var workers sync.WaitGroup
+	workers.Add(1)
+	go func() { defer workers.Done(); _ = resumer.Run(workersCtx) }()
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+		serveErr = fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
 
+	// Stop accepting and let in-flight requests finish, then stop the workers (a DOKU call in
+	// progress completes and is stored), and only then close the pool (deferred above).
 	log.Info().Dur("deadline", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -200,6 +216,8 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		log.Error().Err(err).Msg("shutdown deadline passed; closing remaining connections")
 		_ = srv.Close()
 	}
+	stopWorkers()
+	workers.Wait()
 	log.Info().Msg("stopped")
-	return nil
+	return serveErr
 }

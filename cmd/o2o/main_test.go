@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/pgtest"
 )
 
@@ -106,5 +108,59 @@ func TestServeStartsMigratesAndStopsGracefully(t *testing.T) {
 	}
 	if !strings.Contains(status.String(), "00001_invoices.sql") || !strings.Contains(status.String(), "applied") {
 		t.Fatalf("migrate status:\n%s", status.String())
+	}
+}
+
+// SIGTERM during a create that is waiting on DOKU: the request still completes (and its code is
+// stored), new connections are refused, and serve returns cleanly.
+func TestShutdownFinishesInFlightRequests(t *testing.T) {
+	db := pgtest.New(t)
+	setEnv(t, db.URL)
+	sim := dokusim.New(dokusim.Config{ClientID: "MCH-CMD", SecretKey: "SK-cmd-secret-0123", NotificationURL: "http://127.0.0.1:1/n"})
+	sim.SetFaults(dokusim.Faults{LatencyMS: 700})
+	simSrv := httptest.NewServer(sim)
+	defer func() { simSrv.Close(); sim.Close() }()
+	t.Setenv("DOKU_BASE_URL", simSrv.URL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, &lockedBuffer{}, ready) }()
+	addr := <-ready
+
+	type result struct {
+		status int
+		err    error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/invoices", strings.NewReader(
+			`{"invoice_number":"INV-SHUT","channel":"alfa","amount":150000,"customer":{"name":"A"}}`))
+		req.Header.Set("Authorization", "Bearer cmd-test-key-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		inflight <- result{status: resp.StatusCode}
+	}()
+	time.Sleep(200 * time.Millisecond) // the request is now waiting on DOKU
+	cancel()
+
+	r := <-inflight
+	if r.err != nil || r.status != http.StatusCreated {
+		t.Fatalf("in-flight request during shutdown: %d %v", r.status, r.err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Fatal("still accepting connections after shutdown")
+	}
+	var status string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT status FROM invoices WHERE invoice_number = 'INV-SHUT'`).Scan(&status); err != nil || status != "pending" {
+		t.Fatalf("invoice after shutdown: %q %v", status, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/pgtest"
 	"github.com/merchant/o2o/internal/postgres"
+	"github.com/merchant/o2o/internal/worker"
 )
 
 // Test credentials. They look like real ones so that log-redaction tests mean something.
@@ -109,7 +110,7 @@ func New(t testing.TB, opts Options) *Stack {
 	t.Cleanup(func() { migrator.Close() })
 	s.Store = postgres.NewStore(s.DB.Pool)
 	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout})
-	s.Service = invoice.NewService(s.Store, client)
+	s.Service = invoice.NewService(s.Store, client, opts.DokuTimeout)
 	handler = httpapi.NewServer(httpapi.Config{
 		APIKeys: []string{APIKey}, NotificationPath: NotificationPath, Limits: limits,
 	}, httpapi.Deps{
@@ -270,4 +271,13 @@ func (s *Stack) Count(query string, args ...any) int {
 		s.t.Fatalf("count %q: %v", query, err)
 	}
 	return n
+}
+
+// Resumer returns a resumer over the stack with test-sized backoff.
+func (s *Stack) Resumer(maxAttempts int) *worker.Resumer {
+	return &worker.Resumer{
+		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs),
+		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8,
+		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxAttempts: maxAttempts,
+	}
 }

@@ -57,6 +57,14 @@ type Config struct {
 	ExpiryMaxMinutes     int   `envconfig:"EXPIRY_MAX_MINUTES" default:"43200"`
 	ExpiryDefaultMinutes int   `envconfig:"EXPIRY_DEFAULT_MINUTES" default:"60"`
 
+	// The resumer finishes invoices left creating by DOKU faults or crashes.
+	ResumerInterval    time.Duration `envconfig:"RESUMER_INTERVAL" default:"5s"`
+	ResumerBatch       int           `envconfig:"RESUMER_BATCH" default:"50"`
+	ResumerConcurrency int           `envconfig:"RESUMER_CONCURRENCY" default:"8"`
+	ResumerBaseBackoff time.Duration `envconfig:"RESUMER_BASE_BACKOFF" default:"10s"`
+	ResumerMaxBackoff  time.Duration `envconfig:"RESUMER_MAX_BACKOFF" default:"10m"`
+	ResumerMaxAttempts int           `envconfig:"RESUMER_MAX_ATTEMPTS" default:"20"`
+
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
 }
@@ -163,6 +171,24 @@ func (c *Config) validate() error {
 	}
 	if c.ExpiryDefaultMinutes < c.ExpiryMinMinutes || c.ExpiryDefaultMinutes > c.ExpiryMaxMinutes {
 		return bad("EXPIRY_DEFAULT_MINUTES", "must be between EXPIRY_MIN_MINUTES and EXPIRY_MAX_MINUTES")
+	}
+	if c.ResumerInterval <= 0 {
+		return bad("RESUMER_INTERVAL", "must be positive")
+	}
+	if c.ResumerBatch < 1 {
+		return bad("RESUMER_BATCH", "must be at least 1")
+	}
+	if c.ResumerConcurrency < 1 {
+		return bad("RESUMER_CONCURRENCY", "must be at least 1")
+	}
+	if c.ResumerBaseBackoff <= 0 {
+		return bad("RESUMER_BASE_BACKOFF", "must be positive")
+	}
+	if c.ResumerMaxBackoff < c.ResumerBaseBackoff {
+		return bad("RESUMER_MAX_BACKOFF", "must be at least RESUMER_BASE_BACKOFF")
+	}
+	if c.ResumerMaxAttempts < 1 {
+		return bad("RESUMER_MAX_ATTEMPTS", "must be at least 1")
 	}
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		return bad("LOG_LEVEL", "must be one of trace, debug, info, warn, error")

@@ -19,6 +19,9 @@ type Faults struct {
 	FailMessage string `json:"fail_message"`
 	// HangNext makes the next N API calls hang until the caller gives up (a timeout).
 	HangNext int `json:"hang_next"`
+	// LoseResponseNext makes the next N generate calls issue their code as usual and then hang
+	// instead of answering: DOKU did the work, the merchant never heard.
+	LoseResponseNext int `json:"lose_response_next"`
 	// DropNotifications records payments but never sends their notifications.
 	DropNotifications bool `json:"drop_notifications"`
 }
@@ -39,12 +42,7 @@ func (s *Simulator) takeFault(ctx context.Context) (func(http.ResponseWriter), b
 	switch {
 	case f.HangNext > 0:
 		f.HangNext--
-		answer = func(http.ResponseWriter) {
-			select {
-			case <-ctx.Done():
-			case <-s.stop:
-			}
-		}
+		answer = func(http.ResponseWriter) { s.hang(ctx) }
 	case f.FailNext > 0:
 		f.FailNext--
 		status, msg := f.FailStatus, f.FailMessage
@@ -80,7 +78,7 @@ func (s *Simulator) putFaults(w http.ResponseWriter, r *http.Request) {
 	var f Faults
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 {
+	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 || f.LoseResponseNext < 0 {
 		dokuError(w, http.StatusBadRequest, "invalid_request", "body must be a faults object with non-negative counts: "+errString(err))
 		return
 	}
@@ -93,4 +91,21 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// takeLostResponse reports whether this processed generate call's answer is to be lost.
+func (s *Simulator) takeLostResponse() bool {
+	if s.faults.LoseResponseNext > 0 { // s.mu is held by the caller
+		s.faults.LoseResponseNext--
+		return true
+	}
+	return false
+}
+
+// hang blocks until the caller gives up or the simulator closes.
+func (s *Simulator) hang(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.stop:
+	}
 }

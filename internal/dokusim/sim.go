@@ -132,6 +132,23 @@ func (s *Simulator) Close() {
 // GenerateCalls is how many generate requests arrived (valid or not, replays included).
 func (s *Simulator) GenerateCalls() int64 { return s.generateCalls.Load() }
 
+// PaymentCode is the code the simulator issued for an invoice number ("" if none).
+func (s *Simulator) PaymentCode(invoiceNumber string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.byInvoice[invoiceNumber]; o != nil {
+		return o.paymentCode
+	}
+	return ""
+}
+
+// Issued is how many distinct codes the simulator has issued.
+func (s *Simulator) Issued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byCode)
+}
+
 // StatusCalls is how many check-status requests arrived.
 func (s *Simulator) StatusCalls() int64 { return s.statusCalls.Load() }
 
@@ -219,8 +236,8 @@ func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
 		hash := sha256.Sum256(body)
 
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		if g, ok := s.byRequestID[requestID]; ok {
+			s.mu.Unlock()
 			if g.bodyHash != hash {
 				dokuError(w, http.StatusBadRequest, "invalid_request", "Request-Id was already used with a different request body")
 				return
@@ -231,11 +248,13 @@ func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
 		}
 		var req generateRequest
 		if msg := decodeGenerate(body, &req); msg != "" {
+			s.mu.Unlock()
 			dokuError(w, http.StatusBadRequest, "invalid_parameter", msg)
 			return
 		}
 		amount, _ := parseSimAmount(req.Order.Amount)
 		if _, taken := s.byInvoice[req.Order.InvoiceNumber]; taken {
+			s.mu.Unlock()
 			dokuError(w, http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used")
 			return
 		}
@@ -271,6 +290,12 @@ func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
 		s.byRequestID[requestID] = &generation{bodyHash: hash, response: resp}
 		s.byInvoice[o.invoiceNumber] = o
 		s.byCode[o.paymentCode] = o
+		lost := s.takeLostResponse()
+		s.mu.Unlock()
+		if lost {
+			s.hang(r.Context())
+			return
+		}
 		writeRaw(w, http.StatusOK, resp)
 	}
 }

@@ -306,3 +306,33 @@ func TestWebhookAnswers503WhenDatabaseIsDown(t *testing.T) {
 		t.Fatalf("invoice after recovery: %v", got)
 	}
 }
+
+func TestCreateWhileDatabaseIsDownChangesNothingAndRecovers(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	adminExec(t, "ALTER DATABASE "+s.DB.Name+" ALLOW_CONNECTIONS false")
+	killAll(t, s.DB.Name)
+
+	req := apitest.Invoice("INV-DB-1", "alfa")
+	for _, call := range []struct {
+		method, path string
+		body         any
+	}{{"POST", "/v1/invoices", req}, {"GET", "/v1/invoices/INV-DB-1", nil}, {"GET", "/v1/invoices", nil}} {
+		resp := s.Do(call.method, call.path, call.body, nil)
+		if resp.Status != http.StatusServiceUnavailable || resp.JSON(t)["code"] != "unavailable" || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s %s with database down: HTTP %d %s", call.method, call.path, resp.Status, resp.Body)
+		}
+	}
+	if s.Sim.GenerateCalls() != 0 {
+		t.Fatal("DOKU was called although the invoice could not be stored first")
+	}
+
+	// The same process recovers once the database is back: no restart.
+	allowConnections(t, s.DB.Name)
+	if r := s.Do("GET", "/readyz", nil, nil); r.Status != 200 {
+		t.Fatalf("readyz after recovery: %d", r.Status)
+	}
+	resp := s.Do("POST", "/v1/invoices", req, nil)
+	if resp.Status != http.StatusCreated || resp.JSON(t)["status"] != "pending" {
+		t.Fatalf("create after recovery: HTTP %d %s", resp.Status, resp.Body)
+	}
+}

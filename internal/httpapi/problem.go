@@ -37,6 +37,7 @@ var statusOf = map[invoice.Code]int{
 	invoice.CodeNotFound:            http.StatusNotFound,
 	invoice.CodeInvoiceExists:       http.StatusConflict,
 	invoice.CodeNotIssued:           http.StatusConflict,
+	invoice.CodeRequestInProgress:   http.StatusConflict,
 	invoice.CodeUnauthorized:        http.StatusUnauthorized,
 	invoice.CodeBadSignature:        http.StatusUnauthorized,
 	invoice.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
@@ -66,8 +67,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case e.Cause != nil:
 		log.Warn().Err(err).Str("code", string(e.Code)).Msg("request refused")
 	}
-	if status == http.StatusServiceUnavailable {
+	switch {
+	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case e.Code == invoice.CodeRequestInProgress:
+		w.Header().Set("Retry-After", "1")
 	}
 	if status == http.StatusUnauthorized && e.Code == invoice.CodeUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="o2o"`)

@@ -24,6 +24,7 @@ const (
 	CodeBadSignature        Code = "invalid_signature"
 	CodeInvalidNotification Code = "invalid_notification"
 	CodeMethodNotAllowed    Code = "method_not_allowed"
+	CodeRequestInProgress   Code = "request_in_progress"
 	CodeInternal            Code = "internal"
 )
 

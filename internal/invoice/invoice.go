@@ -77,6 +77,8 @@ type Invoice struct {
 	PaidAfterExpiry bool
 	FailureCode     string
 	FailureMessage  string
+	// IssueAttempts counts the DOKU generate attempts claimed for this invoice.
+	IssueAttempts int
 
 	Payments  []Payment
 	CreatedAt time.Time

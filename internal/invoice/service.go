@@ -11,7 +11,13 @@ import (
 // Store persists invoices. Update runs fn under the invoice's row lock and stores what fn changed;
 // implementations must not call out to anything else while the lock is held.
 type Store interface {
-	Create(ctx context.Context, inv *Invoice) (stored *Invoice, created bool, err error)
+	// Create inserts inv holding its issue lease, or returns the invoice that has its number.
+	Create(ctx context.Context, inv *Invoice, lease time.Duration) (stored *Invoice, created bool, err error)
+	// ClaimIssue takes the issue lease of a creating invoice if nobody holds it (ok false otherwise)
+	// and schedules the resumer's next attempt after backoff.
+	ClaimIssue(ctx context.Context, number string, lease, backoff time.Duration) (inv *Invoice, ok bool, err error)
+	// ReleaseIssue gives the lease up after a DOKU call whose outcome is unknown.
+	ReleaseIssue(ctx context.Context, number string) error
 	Get(ctx context.Context, number string) (*Invoice, error)
 	List(ctx context.Context, f ListFilter) (items []*Invoice, nextCursor string, err error)
 	Update(ctx context.Context, number string, fn func(*Invoice) error) (*Invoice, error)
@@ -41,12 +47,23 @@ type Service struct {
 	Gateway      Gateway
 	Now          func() time.Time
 	NewRequestID func() string
+	// IssueLease is how long one DOKU generate call may hold an invoice; it must outlast the DOKU
+	// client's timeout, or a slow call could overlap the next holder's.
+	IssueLease time.Duration
+	// ResumeAfter is how long the resumer leaves an invoice alone after a request tried it.
+	ResumeAfter time.Duration
 }
 
-// NewService returns a Service with the real clock and UUID Request-Ids.
-func NewService(store Store, gw Gateway) *Service {
-	return &Service{Store: store, Gateway: gw, Now: time.Now, NewRequestID: uuid.NewString}
+// NewService returns a Service with the real clock and UUID Request-Ids. dokuTimeout is the gateway's
+// per-call bound; the issue lease is derived from it.
+func NewService(store Store, gw Gateway, dokuTimeout time.Duration) *Service {
+	return &Service{Store: store, Gateway: gw, Now: time.Now, NewRequestID: uuid.NewString,
+		IssueLease: dokuTimeout + 5*time.Second, ResumeAfter: dokuTimeout + 5*time.Second}
 }
+
+// ErrRequestInProgress answers a request for an invoice whose code another request or the resumer is
+// fetching from DOKU right now: retry shortly and get the finished invoice.
+var ErrRequestInProgress = &Error{Code: CodeRequestInProgress, Message: "this invoice's payment code is being requested from DOKU right now; retry shortly"}
 
 // Create stores the invoice described by req (already validated) and obtains its payment code. It is
 // idempotent on the invoice number: the same request again returns the stored invoice (created is
@@ -64,15 +81,33 @@ func (s *Service) Create(ctx context.Context, req *Invoice) (inv *Invoice, creat
 	}
 	// The insert commits before DOKU is called, so a crash after DOKU answered still leaves a row
 	// holding the Request-Id and bytes to recover the code with.
-	inv, created, err = s.Store.Create(ctx, req)
+	inv, created, err = s.Store.Create(ctx, req, s.IssueLease)
 	if err != nil {
 		return nil, false, err
 	}
 	if !created && !inv.SameRequest(req) {
 		return inv, false, Errorf(CodeInvoiceExists, "invoice %s already exists with different details", req.Number)
 	}
+	if !created && inv.Status == StatusCreating {
+		// A retry of an unfinished invoice: finish it, but only if nobody else is doing so now.
+		claimed, ok, err := s.Store.ClaimIssue(ctx, inv.Number, s.IssueLease, s.ResumeAfter)
+		if err != nil {
+			return inv, false, err
+		}
+		if !ok {
+			// Held by someone else, or finished in between: look again.
+			if inv, err = s.Store.Get(ctx, inv.Number); err != nil {
+				return nil, false, err
+			}
+			if inv.Status == StatusCreating {
+				return inv, false, ErrRequestInProgress
+			}
+		} else {
+			inv = claimed
+		}
+	}
 	switch inv.Status {
-	case StatusCreating:
+	case StatusCreating: // we hold the lease
 		inv, err = s.Issue(ctx, inv)
 		return inv, created, err
 	case StatusFailed:
@@ -81,9 +116,10 @@ func (s *Service) Create(ctx context.Context, req *Invoice) (inv *Invoice, creat
 	return inv, created, nil
 }
 
-// Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer. The DOKU
-// call and the store step are detached from ctx's cancellation: a client hanging up mid-call must not
-// throw away a code DOKU has already issued. The gateway's own timeout bounds the call.
+// Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer. The
+// caller must hold inv's issue lease. The DOKU call and the store step are detached from ctx's
+// cancellation: a client hanging up mid-call must not throw away a code DOKU has already issued. The
+// gateway's own timeout bounds the call.
 func (s *Service) Issue(ctx context.Context, inv *Invoice) (*Invoice, error) {
 	ctx = context.WithoutCancel(ctx)
 	issued, gwErr := s.Gateway.Issue(ctx, inv)
@@ -103,6 +139,8 @@ func (s *Service) Issue(ctx context.Context, inv *Invoice) (*Invoice, error) {
 		apply = func(inv *Invoice) error { inv.MarkFailed(string(CodeDokuRejected), msg); return nil }
 	default:
 		// Unknown outcome: the invoice stays creating, to be finished with the same Request-Id.
+		// If the release fails too, the lease runs out by itself.
+		_ = s.Store.ReleaseIssue(ctx, inv.Number)
 		return inv, gwErr
 	}
 	updated, err := s.Store.Update(ctx, inv.Number, apply)

@@ -27,7 +27,7 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, now: time.N
 const invoiceColumns = `id, invoice_number, channel, amount, status, customer_name, customer_email,
 	expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body,
 	coalesce(payment_code, ''), how_to_pay_page, how_to_pay_api, expires_at, paid_at, paid_after_expiry,
-	failure_code, failure_message, created_at, updated_at`
+	failure_code, failure_message, created_at, updated_at, issue_attempts`
 
 func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
 	var inv invoice.Invoice
@@ -36,7 +36,7 @@ func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
 		&inv.Customer.Email, &inv.ExpiresInMinutes, &inv.Reusable, &inv.Info, &inv.ReceiptFooter, &metadata,
 		&inv.DokuRequestID, &inv.DokuRequestBody, &inv.PaymentCode, &inv.HowToPayPage, &inv.HowToPayAPI,
 		&inv.ExpiresAt, &inv.PaidAt, &inv.PaidAfterExpiry, &inv.FailureCode, &inv.FailureMessage,
-		&inv.CreatedAt, &inv.UpdatedAt)
+		&inv.CreatedAt, &inv.UpdatedAt, &inv.IssueAttempts)
 	if err != nil {
 		return nil, err
 	}
@@ -46,23 +46,25 @@ func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
 	return &inv, nil
 }
 
-// Create inserts inv if no invoice has its number yet. It returns the stored invoice and true when it
-// was inserted, or the existing invoice and false when the number was taken — the caller decides
-// whether that is an idempotent replay or a conflict.
-func (s *Store) Create(ctx context.Context, inv *invoice.Invoice) (*invoice.Invoice, bool, error) {
+// Create inserts inv if no invoice has its number yet, holding its issue lease for lease. It returns
+// the stored invoice and true when it was inserted, or the existing invoice and false when the number
+// was taken — the caller decides whether that is an idempotent replay or a conflict.
+func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Duration) (*invoice.Invoice, bool, error) {
 	var metadata any
 	if len(inv.Metadata) > 0 {
 		metadata = []byte(inv.Metadata)
 	}
 	row := s.pool.QueryRow(ctx, `
 		INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, customer_email,
-			expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body,
+			issue_lease_until, issue_attempts, next_issue_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+			now() + $14 * interval '1 microsecond', 1, now() + $14 * interval '1 microsecond')
 		ON CONFLICT (invoice_number) DO NOTHING
 		RETURNING `+invoiceColumns,
 		inv.Number, inv.Channel, inv.Amount, inv.Status, inv.Customer.Name, inv.Customer.Email,
 		inv.ExpiresInMinutes, inv.Reusable, inv.Info, inv.ReceiptFooter, metadata, inv.DokuRequestID,
-		inv.DokuRequestBody)
+		inv.DokuRequestBody, lease.Microseconds())
 	created, err := scanInvoice(row)
 	if err == nil {
 		return created, true, nil
@@ -238,7 +240,8 @@ func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invo
 	err = tx.QueryRow(ctx, `
 		UPDATE invoices SET status = $2, payment_code = $3, how_to_pay_page = $4, how_to_pay_api = $5,
 			expires_at = $6, paid_at = $7, paid_after_expiry = $8, failure_code = $9, failure_message = $10,
-			updated_at = $11
+			updated_at = $11,
+			issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END
 		WHERE id = $1 RETURNING updated_at`,
 		inv.ID, inv.Status, paymentCode, inv.HowToPayPage, inv.HowToPayAPI, inv.ExpiresAt, inv.PaidAt,
 		inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now).Scan(&inv.UpdatedAt)
@@ -284,4 +287,55 @@ func (s *Store) Ready(ctx context.Context, m *Migrator) error {
 		return fmt.Errorf("%w: schema is not at the latest migration", invoice.ErrUnavailable)
 	}
 	return nil
+}
+
+// ClaimIssue takes the issue lease of a creating invoice for lease, if nobody holds it. It reports
+// false when the invoice is not creating or another holder's lease is still running. The lease is
+// taken in one statement on the database's clock, so replicas with skewed clocks still agree.
+func (s *Store) ClaimIssue(ctx context.Context, number string, lease, backoff time.Duration) (*invoice.Invoice, bool, error) {
+	inv, err := scanInvoice(s.pool.QueryRow(ctx, `
+		UPDATE invoices SET issue_lease_until = now() + $2 * interval '1 microsecond',
+			issue_attempts = issue_attempts + 1, next_issue_at = now() + $3 * interval '1 microsecond'
+		WHERE invoice_number = $1 AND status = 'creating'
+		  AND (issue_lease_until IS NULL OR issue_lease_until < now())
+		RETURNING `+invoiceColumns, number, lease.Microseconds(), backoff.Microseconds()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, classify(err)
+	}
+	return inv, true, nil
+}
+
+// ReleaseIssue gives up the issue lease after a DOKU call whose outcome is unknown, so that the next
+// retry, by the client or the resumer, need not wait for the lease to run out.
+func (s *Store) ReleaseIssue(ctx context.Context, number string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE invoices SET issue_lease_until = NULL WHERE invoice_number = $1 AND status = 'creating'`, number)
+	return classify(err)
+}
+
+// ClaimDueIssues takes the issue lease of up to limit creating invoices that are due for another
+// attempt and have fewer than maxAttempts, and schedules their next attempt with exponential backoff
+// (base·2^attempts, at most maxBackoff). SKIP LOCKED lets several resumers run against one database
+// without waiting on or double-claiming each other's rows; the claim commits before any DOKU call.
+func (s *Store) ClaimDueIssues(ctx context.Context, limit int, lease, base, maxBackoff time.Duration, maxAttempts int) ([]*invoice.Invoice, error) {
+	rows, err := s.pool.Query(ctx, `
+		UPDATE invoices SET issue_lease_until = now() + $2 * interval '1 microsecond',
+			issue_attempts = issue_attempts + 1,
+			next_issue_at = now() + least($3 * power(2, least(issue_attempts, 30)), $4) * interval '1 microsecond'
+		WHERE id IN (
+			SELECT id FROM invoices
+			WHERE status = 'creating' AND next_issue_at <= now() AND issue_attempts < $5
+			  AND (issue_lease_until IS NULL OR issue_lease_until < now())
+			ORDER BY next_issue_at
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED)
+		RETURNING `+invoiceColumns,
+		limit, lease.Microseconds(), float64(base.Microseconds()), float64(maxBackoff.Microseconds()), maxAttempts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Invoice, error) { return scanInvoice(r) })
+	return invs, classify(err)
 }

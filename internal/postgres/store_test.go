@@ -24,7 +24,7 @@ func newInvoice(number string) *invoice.Invoice {
 func issued(t *testing.T, s *postgres.Store, number string) *invoice.Invoice {
 	t.Helper()
 	ctx := context.Background()
-	if _, _, err := s.Create(ctx, newInvoice(number)); err != nil {
+	if _, _, err := s.Create(ctx, newInvoice(number), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	inv, err := s.Update(ctx, number, func(inv *invoice.Invoice) error {
@@ -42,13 +42,13 @@ func TestCreateIsInsertOnce(t *testing.T) {
 	s := postgres.NewStore(db.Pool)
 	ctx := context.Background()
 
-	first, created, err := s.Create(ctx, newInvoice("INV-1"))
+	first, created, err := s.Create(ctx, newInvoice("INV-1"), time.Minute)
 	if err != nil || !created || first.ID == 0 || string(first.DokuRequestBody) != `{"order":{}}` || string(first.Metadata) != `{"k": "v"}` {
 		t.Fatalf("create: %+v %v %v", first, created, err)
 	}
 	again := newInvoice("INV-1")
 	again.DokuRequestID = "another-id"
-	got, created, err := s.Create(ctx, again)
+	got, created, err := s.Create(ctx, again, time.Minute)
 	if err != nil || created || got.DokuRequestID != "req-INV-1" {
 		t.Fatalf("second create must return the stored invoice with its original Request-Id: %+v %v %v", got, created, err)
 	}

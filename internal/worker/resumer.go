@@ -1,0 +1,88 @@
+// Package worker holds the background loops. Each has Run(ctx) error, claims its work in short
+// transactions that commit before anything external is called, and is safe with many replicas.
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// IssueClaimer hands out creating invoices that are due for another DOKU attempt, each with its issue
+// lease taken (postgres.Store).
+type IssueClaimer interface {
+	ClaimDueIssues(ctx context.Context, limit int, lease, base, maxBackoff time.Duration, maxAttempts int) ([]*invoice.Invoice, error)
+}
+
+// Resumer finishes invoices left in creating — by a DOKU timeout or 5xx, or by a process that died
+// between DOKU's answer and the store step — by resending their stored Request-Id and bytes. DOKU
+// answers a resend with its original response (409), so the code recovered is the code issued.
+type Resumer struct {
+	Claimer IssueClaimer
+	Service *invoice.Service
+	Log     zerolog.Logger
+
+	Interval    time.Duration // how often to look for due invoices
+	Batch       int           // invoices claimed per round
+	Concurrency int           // DOKU calls in flight at once
+	BaseBackoff time.Duration // delay after the first failed attempt; doubles each attempt
+	MaxBackoff  time.Duration
+	MaxAttempts int // after this many attempts an invoice is left for a person
+}
+
+// Run resumes invoices every Interval until ctx is cancelled.
+func (r *Resumer) Run(ctx context.Context) error {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Warn().Err(err).Msg("resumer round failed; will retry")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce claims one batch of due invoices and tries each once. It returns how many it finished
+// (pending or failed).
+func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
+	invs, err := r.Claimer.ClaimDueIssues(ctx, r.Batch, r.Service.IssueLease, r.BaseBackoff, r.MaxBackoff, r.MaxAttempts)
+	if err != nil || len(invs) == 0 {
+		return 0, err
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		finished int
+		sem      = make(chan struct{}, max(r.Concurrency, 1))
+	)
+	for _, inv := range invs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(inv *invoice.Invoice) {
+			defer func() { <-sem; wg.Done() }()
+			log := r.Log.With().Str("invoice_number", inv.Number).Int("attempt", inv.IssueAttempts).Logger()
+			out, err := r.Service.Issue(ctx, inv)
+			switch {
+			case err == nil || invoice.ErrorCode(err) == invoice.CodeDokuRejected:
+				log.Info().Str("status", string(out.Status)).Msg("resumed invoice")
+				mu.Lock()
+				finished++
+				mu.Unlock()
+			case inv.IssueAttempts >= r.MaxAttempts:
+				log.Error().Err(err).Msg("giving up on invoice after the last attempt; it stays creating for a person to check with DOKU")
+			default:
+				log.Warn().Err(err).Msg("resume attempt failed; will retry with backoff")
+			}
+		}(inv)
+	}
+	wg.Wait()
+	return finished, nil
+}
