@@ -141,6 +141,7 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	}
 	pool := m.Pool()
 	store := postgres.NewStore(pool)
+	store.FirstCheck = cfg.ReconcileSchedule[0]
 
 	dokuClient := doku.New(doku.Config{
 		BaseURL:   cfg.DokuBaseURL,
@@ -150,6 +151,8 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		MaxConns:  int(cfg.DBMaxConns) * 4,
 	})
 	svc := invoice.NewService(store, dokuClient, cfg.DokuTimeout)
+	svc.ExpiryGrace = cfg.ExpiryGrace
+	svc.SyncInterval = cfg.SyncMinInterval
 	handler := httpapi.NewServer(httpapi.Config{
 		APIKeys:          cfg.KeyValues(),
 		NotificationPath: cfg.DokuNotificationPath,
@@ -195,8 +198,15 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var workers sync.WaitGroup
-	workers.Add(1)
-	go func() { defer workers.Done(); _ = resumer.Run(workersCtx) }()
+	reconciler := &worker.Reconciler{
+		Claimer: store, Service: svc, Log: log.With().Str("worker", "reconciler").Logger(),
+		Interval: cfg.ReconcileInterval, Batch: cfg.ReconcileBatch, Concurrency: cfg.ReconcileConcurrency,
+		Schedule: cfg.ReconcileSchedule,
+	}
+	for _, w := range []interface{ Run(context.Context) error }{resumer, reconciler} {
+		workers.Add(1)
+		go func() { defer workers.Done(); _ = w.Run(workersCtx) }()
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -202,21 +202,7 @@ func Invoice(number, channel string) map[string]any {
 }
 
 // Pay pays code at the simulated counter and returns the simulator's answer.
-func (s *Stack) Pay(code string, amount int64) map[string]any {
-	s.t.Helper()
-	raw, _ := json.Marshal(map[string]any{"payment_code": code, "amount": amount})
-	resp, err := http.Post(s.SimURL+"/simulator/payments", "application/json", bytes.NewReader(raw))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != http.StatusOK {
-		s.t.Fatalf("simulator pay %s: HTTP %d %v", code, resp.StatusCode, out)
-	}
-	return out
-}
+func (s *Stack) Pay(code string, amount int64) map[string]any { return s.PayWith(code, amount, nil) }
 
 // Notify sends body to the webhook signed as DOKU would, with requestID; mutate may alter the
 // headers (after signing) to forge a bad notification.
@@ -280,4 +266,41 @@ func (s *Stack) Resumer(maxAttempts int) *worker.Resumer {
 		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8,
 		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxAttempts: maxAttempts,
 	}
+}
+
+// Reconciler returns a reconciler over the stack.
+func (s *Stack) Reconciler() *worker.Reconciler {
+	return &worker.Reconciler{
+		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs),
+		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8, Schedule: worker.DefaultSchedule,
+	}
+}
+
+// MakeDue makes every invoice's next status check due now, as if the schedule's wait had passed.
+func (s *Stack) MakeDue() {
+	s.t.Helper()
+	if _, err := s.DB.Pool.Exec(context.Background(), `UPDATE invoices SET next_check_at = now() WHERE next_check_at IS NOT NULL`); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// PayWith pays code at the simulated counter with extra request fields (e.g. "late": true).
+func (s *Stack) PayWith(code string, amount int64, extra map[string]any) map[string]any {
+	s.t.Helper()
+	req := map[string]any{"payment_code": code, "amount": amount}
+	for k, v := range extra {
+		req[k] = v
+	}
+	raw, _ := json.Marshal(req)
+	resp, err := http.Post(s.SimURL+"/simulator/payments", "application/json", bytes.NewReader(raw))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("simulator pay %s: HTTP %d %v", code, resp.StatusCode, out)
+	}
+	return out
 }

@@ -65,6 +65,14 @@ type Config struct {
 	ResumerMaxBackoff  time.Duration `envconfig:"RESUMER_MAX_BACKOFF" default:"10m"`
 	ResumerMaxAttempts int           `envconfig:"RESUMER_MAX_ATTEMPTS" default:"20"`
 
+	// The reconciler polls DOKU's check status for invoices that are not final.
+	ReconcileInterval    time.Duration   `envconfig:"RECONCILE_INTERVAL" default:"10s"`
+	ReconcileBatch       int             `envconfig:"RECONCILE_BATCH" default:"100"`
+	ReconcileConcurrency int             `envconfig:"RECONCILE_CONCURRENCY" default:"8"`
+	ReconcileSchedule    []time.Duration `envconfig:"RECONCILE_SCHEDULE" default:"1m,2m,5m,15m,30m,1h,3h,6h"`
+	ExpiryGrace          time.Duration   `envconfig:"EXPIRY_GRACE" default:"1h"`
+	SyncMinInterval      time.Duration   `envconfig:"SYNC_MIN_INTERVAL" default:"10s"`
+
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
 }
@@ -189,6 +197,29 @@ func (c *Config) validate() error {
 	}
 	if c.ResumerMaxAttempts < 1 {
 		return bad("RESUMER_MAX_ATTEMPTS", "must be at least 1")
+	}
+	if c.ReconcileInterval <= 0 {
+		return bad("RECONCILE_INTERVAL", "must be positive")
+	}
+	if c.ReconcileBatch < 1 {
+		return bad("RECONCILE_BATCH", "must be at least 1")
+	}
+	if c.ReconcileConcurrency < 1 {
+		return bad("RECONCILE_CONCURRENCY", "must be at least 1")
+	}
+	if len(c.ReconcileSchedule) == 0 {
+		return bad("RECONCILE_SCHEDULE", "needs at least one duration")
+	}
+	for _, d := range c.ReconcileSchedule {
+		if d < time.Second {
+			return bad("RECONCILE_SCHEDULE", "every wait must be at least 1s")
+		}
+	}
+	if c.ExpiryGrace < 0 {
+		return bad("EXPIRY_GRACE", "must not be negative")
+	}
+	if c.SyncMinInterval < 0 {
+		return bad("SYNC_MIN_INTERVAL", "must not be negative")
 	}
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		return bad("LOG_LEVEL", "must be one of trace, debug, info, warn, error")

@@ -307,3 +307,25 @@ func TestAPIErrorClassification(t *testing.T) {
 		t.Fatalf("fallback message = %q", e.Message)
 	}
 }
+
+func TestParseStatusResponse(t *testing.T) {
+	// The O2O sample of REFERENCE.md §5, reusable_status as a string.
+	r, err := parseStatusResponse([]byte(`{"order":{"invoice_number":"INV-67220100000","amount":120000},"transaction":{"status":"SUCCESS","date":"2021-12-29T02:37:35Z","original_request_id":"INV-67220100000"},"service":{"id":"ONLINE_TO_OFFLINE"},"acquirer":{"id":"ALFA"},"channel":{"id":"ONLINE_TO_OFFLINE_ALFA"},"online_to_offline_info":{"created_date":"20211229093735","expired_date":"20211229100732","reusable_status":"false"},"online_to_offline_payment":{"identifier":[{"name":"AGENT_ID","value":"ALFAMART"}]}}`))
+	if err != nil || r.DokuStatus != "SUCCESS" || r.Amount != 120000 || r.Channel != invoice.ChannelAlfa || r.PaidAt.IsZero() {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, reusable := range []string{`true`, `"true"`, `false`, `"false"`} {
+		body := `{"order":{"invoice_number":"A","amount":1},"transaction":{"status":"PENDING"},"online_to_offline_info":{"reusable_status":` + reusable + `}}`
+		if _, err := parseStatusResponse([]byte(body)); err != nil {
+			t.Errorf("reusable_status %s: %v", reusable, err)
+		}
+	}
+	if _, err := parseStatusResponse([]byte(`{"error":{"message":"Order not found"}}`)); !IsRejection(err) {
+		t.Fatalf("error body with 200: %v", err)
+	}
+	for _, bad := range []string{`nope`, `{"order":{"invoice_number":"A"},"transaction":{"status":"MAYBE"}}`} {
+		if _, err := parseStatusResponse([]byte(bad)); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: %v, want ErrUnavailable", bad, err)
+		}
+	}
+}

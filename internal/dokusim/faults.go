@@ -24,6 +24,8 @@ type Faults struct {
 	LoseResponseNext int `json:"lose_response_next"`
 	// DropNotifications records payments but never sends their notifications.
 	DropNotifications bool `json:"drop_notifications"`
+	// NotifyDelayMS sends each notification this long after the payment instead of at once.
+	NotifyDelayMS int `json:"notify_delay_ms"`
 }
 
 // SetFaults replaces the injected faults.
@@ -78,7 +80,7 @@ func (s *Simulator) putFaults(w http.ResponseWriter, r *http.Request) {
 	var f Faults
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 || f.LoseResponseNext < 0 {
+	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 || f.LoseResponseNext < 0 || f.NotifyDelayMS < 0 {
 		dokuError(w, http.StatusBadRequest, "invalid_request", "body must be a faults object with non-negative counts: "+errString(err))
 		return
 	}

@@ -57,6 +57,9 @@ type Simulator struct {
 	byCode      map[string]*order
 	faults      Faults
 	seq         int64
+	clockOffset time.Duration // added to cfg.Now: tests move the simulator's clock to expire codes
+
+	offsetMu sync.RWMutex
 
 	generateCalls atomic.Int64
 	statusCalls   atomic.Int64
@@ -110,6 +113,7 @@ func New(cfg Config) *Simulator {
 	r.Post(doku.PathIndomaretGenerate, s.generate(invoice.ChannelIndomaret))
 	r.Get(doku.PathStatusPrefix+"{id}", s.checkStatus)
 	r.Post("/simulator/payments", s.pay)
+	r.Post("/simulator/clock", s.advanceClock)
 	r.Get("/simulator/faults", s.getFaults)
 	r.Put("/simulator/faults", s.putFaults)
 	r.Get("/simulator/how-to-pay/{code}", s.howToPayPage)
@@ -127,6 +131,20 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router
 func (s *Simulator) Close() {
 	s.stopped.Do(func() { close(s.stop) })
 	s.wg.Wait()
+}
+
+// now is the simulator's clock. Callers need not hold s.mu: the offset is read under it.
+func (s *Simulator) now() time.Time {
+	s.offsetMu.RLock()
+	defer s.offsetMu.RUnlock()
+	return s.cfg.Now().Add(s.clockOffset)
+}
+
+// Advance moves the simulator's clock forward by d (codes expire on this clock).
+func (s *Simulator) Advance(d time.Duration) {
+	s.offsetMu.Lock()
+	s.clockOffset += d
+	s.offsetMu.Unlock()
 }
 
 // GenerateCalls is how many generate requests arrived (valid or not, replays included).
@@ -258,7 +276,7 @@ func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
 			dokuError(w, http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used")
 			return
 		}
-		now := s.cfg.Now().UTC().Truncate(time.Second)
+		now := s.now().UTC().Truncate(time.Second)
 		expiry := 60
 		if req.O2OInfo.ExpiredTime != nil {
 			expiry = *req.O2OInfo.ExpiredTime
@@ -383,7 +401,7 @@ func (s *Simulator) checkStatus(w http.ResponseWriter, r *http.Request) {
 		dokuError(w, http.StatusNotFound, "invoice_not_found", "Order not found")
 		return
 	}
-	now := s.cfg.Now()
+	now := s.now()
 	tx := map[string]any{"status": s.statusOf(o, now), "original_request_id": o.requestID}
 	var ids []map[string]string
 	if n := len(o.payments); n > 0 {
@@ -434,6 +452,8 @@ func (s *Simulator) howToPayAPI(w http.ResponseWriter, r *http.Request) {
 type payRequest struct {
 	PaymentCode string `json:"payment_code"`
 	Amount      *int64 `json:"amount"`
+	// Late pays a code that has already expired: a payment DOKU settles after the code's expiry.
+	Late bool `json:"late"`
 }
 
 // pay "pays at the counter": it records the payment and delivers a signed notification now, then
@@ -444,7 +464,7 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 		dokuError(w, http.StatusBadRequest, "invalid_request", `body must be {"payment_code": "...", "amount": N}`)
 		return
 	}
-	now := s.cfg.Now().UTC().Truncate(time.Second)
+	now := s.now().UTC().Truncate(time.Second)
 	s.mu.Lock()
 	o := s.byCode[req.PaymentCode]
 	switch {
@@ -456,7 +476,7 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		dokuError(w, http.StatusBadRequest, "amount_mismatch", fmt.Sprintf("the cashier asks for exactly %d", o.amount))
 		return
-	case s.statusOf(o, now) == invoice.DokuExpired:
+	case !req.Late && s.statusOf(o, now) == invoice.DokuExpired:
 		s.mu.Unlock()
 		dokuError(w, http.StatusConflict, "expired", "the payment code has expired")
 		return
@@ -483,6 +503,7 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 	})
 	invoiceNumber := o.invoiceNumber
 	drop := s.faults.DropNotifications
+	delay := time.Duration(s.faults.NotifyDelayMS) * time.Millisecond
 	s.mu.Unlock()
 
 	d := &delivery{RequestID: uuid.NewString(), body: body}
@@ -492,8 +513,15 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 		"transaction_id": p.trxID,
 		"notification":   d,
 	}
-	if drop {
+	switch {
+	case drop:
 		d.Dropped = true
+		writeJSON(w, http.StatusOK, result)
+		return
+	case delay > 0:
+		// Delivered later, in the background, with retries as usual.
+		d.Delayed = true
+		s.later(delay, &delivery{RequestID: d.RequestID, body: d.body})
 		writeJSON(w, http.StatusOK, result)
 		return
 	}
@@ -513,6 +541,40 @@ type delivery struct {
 	LastStatus int    `json:"last_status"`
 	Delivered  bool   `json:"delivered"`
 	Dropped    bool   `json:"dropped"`
+	Delayed    bool   `json:"delayed"`
+}
+
+// later delivers d after delay, then retries on the schedule if it was not acknowledged.
+func (s *Simulator) later(delay time.Duration, d *delivery) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(delay):
+		}
+		s.deliver(context.Background(), d)
+		if !d.Delivered {
+			s.scheduleRetries(d)
+		}
+	}()
+}
+
+type clockRequest struct {
+	Advance string `json:"advance"`
+}
+
+func (s *Simulator) advanceClock(w http.ResponseWriter, r *http.Request) {
+	var req clockRequest
+	err := json.NewDecoder(io.LimitReader(r.Body, 1<<10)).Decode(&req)
+	d, perr := time.ParseDuration(req.Advance)
+	if err != nil || perr != nil || d < 0 {
+		dokuError(w, http.StatusBadRequest, "invalid_request", `body must be {"advance": "<Go duration, e.g. 2h>"}`)
+		return
+	}
+	s.Advance(d)
+	writeJSON(w, http.StatusOK, map[string]string{"now": s.now().UTC().Format(time.RFC3339)})
 }
 
 // deliver sends the notification once, signed with a fresh timestamp but the same Request-Id.
@@ -525,7 +587,7 @@ func (s *Simulator) deliver(ctx context.Context, d *delivery) {
 	if err != nil {
 		return
 	}
-	timestamp := s.cfg.Now().UTC().Format(doku.TimestampLayout)
+	timestamp := s.now().UTC().Format(doku.TimestampLayout)
 	sig := doku.Sign([]byte(s.cfg.SecretKey), doku.Components{
 		ClientID: s.cfg.ClientID, RequestID: d.RequestID, Timestamp: timestamp, Target: u.Path, Digest: doku.Digest(d.body),
 	})

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -47,6 +48,25 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, toJSON(inv))
+}
+
+// syncInvoice checks the invoice with DOKU now and answers it as it then is.
+func (h *handlers) syncInvoice(w http.ResponseWriter, r *http.Request) {
+	number := chi.URLParam(r, "invoice_number")
+	if invoice.CheckInvoiceNumber(number) != "" {
+		writeError(w, r, invoice.ErrNotFound)
+		return
+	}
+	inv, outcome, err := h.svc.Sync(r.Context(), number)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if outcome.Mismatch() {
+		zerolog.Ctx(r.Context()).Error().Str("invoice_number", number).Str("outcome", string(outcome)).
+			Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
 	}
 	writeJSON(w, http.StatusOK, toJSON(inv))
 }

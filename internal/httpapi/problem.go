@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -38,6 +39,7 @@ var statusOf = map[invoice.Code]int{
 	invoice.CodeInvoiceExists:       http.StatusConflict,
 	invoice.CodeNotIssued:           http.StatusConflict,
 	invoice.CodeRequestInProgress:   http.StatusConflict,
+	invoice.CodeRateLimited:         http.StatusTooManyRequests,
 	invoice.CodeUnauthorized:        http.StatusUnauthorized,
 	invoice.CodeBadSignature:        http.StatusUnauthorized,
 	invoice.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
@@ -68,6 +70,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		log.Warn().Err(err).Str("code", string(e.Code)).Msg("request refused")
 	}
 	switch {
+	case e.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case e.Code == invoice.CodeRequestInProgress:

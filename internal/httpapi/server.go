@@ -61,6 +61,7 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 		r.Post("/", h.createInvoice)
 		r.Get("/", h.listInvoices)
 		r.Get("/{invoice_number}", h.getInvoice)
+		r.Post("/{invoice_number}/sync", h.syncInvoice)
 	})
 	return r
 }

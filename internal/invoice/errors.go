@@ -3,6 +3,7 @@ package invoice
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code is a stable, machine-readable error code. Clients switch on it, so a code, once published in
@@ -25,6 +26,7 @@ const (
 	CodeInvalidNotification Code = "invalid_notification"
 	CodeMethodNotAllowed    Code = "method_not_allowed"
 	CodeRequestInProgress   Code = "request_in_progress"
+	CodeRateLimited         Code = "rate_limited"
 	CodeInternal            Code = "internal"
 )
 
@@ -41,6 +43,8 @@ type Error struct {
 	Fields  []FieldError
 	// Cause is the underlying fault, for logs; it is never shown to the client.
 	Cause error
+	// RetryAfter, when set, tells the client when a retry can succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

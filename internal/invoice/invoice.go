@@ -75,8 +75,10 @@ type Invoice struct {
 	ExpiresAt       *time.Time
 	PaidAt          *time.Time
 	PaidAfterExpiry bool
-	FailureCode     string
-	FailureMessage  string
+	// ExpiredByGrace: expired by our grace period while DOKU still said PENDING.
+	ExpiredByGrace bool
+	FailureCode    string
+	FailureMessage string
 	// IssueAttempts counts the DOKU generate attempts claimed for this invoice.
 	IssueAttempts int
 

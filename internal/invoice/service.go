@@ -18,6 +18,8 @@ type Store interface {
 	ClaimIssue(ctx context.Context, number string, lease, backoff time.Duration) (inv *Invoice, ok bool, err error)
 	// ReleaseIssue gives the lease up after a DOKU call whose outcome is unknown.
 	ReleaseIssue(ctx context.Context, number string) error
+	// MarkSynced records a manual sync now, or fails with rate_limited if one was within interval.
+	MarkSynced(ctx context.Context, number string, interval time.Duration) error
 	Get(ctx context.Context, number string) (*Invoice, error)
 	List(ctx context.Context, f ListFilter) (items []*Invoice, nextCursor string, err error)
 	Update(ctx context.Context, number string, fn func(*Invoice) error) (*Invoice, error)
@@ -38,6 +40,8 @@ type Gateway interface {
 	RequestBody(inv *Invoice) ([]byte, error)
 	// Issue sends inv's stored Request-Id and body and returns the issued code.
 	Issue(ctx context.Context, inv *Invoice) (Issued, error)
+	// Check asks for an invoice's status (DokuStatus PENDING, SUCCESS or EXPIRED).
+	Check(ctx context.Context, invoiceNumber string) (PaymentReport, error)
 }
 
 // Service is what the HTTP API and the workers do with invoices: the orchestration between the store
@@ -52,13 +56,19 @@ type Service struct {
 	IssueLease time.Duration
 	// ResumeAfter is how long the resumer leaves an invoice alone after a request tried it.
 	ResumeAfter time.Duration
+	// ExpiryGrace is how long past its expiry a pending invoice waits for DOKU to say EXPIRED (or
+	// report a payment) before it is expired anyway.
+	ExpiryGrace time.Duration
+	// SyncInterval is the least time between two manual syncs of one invoice.
+	SyncInterval time.Duration
 }
 
 // NewService returns a Service with the real clock and UUID Request-Ids. dokuTimeout is the gateway's
 // per-call bound; the issue lease is derived from it.
 func NewService(store Store, gw Gateway, dokuTimeout time.Duration) *Service {
 	return &Service{Store: store, Gateway: gw, Now: time.Now, NewRequestID: uuid.NewString,
-		IssueLease: dokuTimeout + 5*time.Second, ResumeAfter: dokuTimeout + 5*time.Second}
+		IssueLease: dokuTimeout + 5*time.Second, ResumeAfter: dokuTimeout + 5*time.Second,
+		ExpiryGrace: time.Hour, SyncInterval: 10 * time.Second}
 }
 
 // ErrRequestInProgress answers a request for an invoice whose code another request or the resumer is
@@ -88,32 +98,38 @@ func (s *Service) Create(ctx context.Context, req *Invoice) (inv *Invoice, creat
 	if !created && !inv.SameRequest(req) {
 		return inv, false, Errorf(CodeInvoiceExists, "invoice %s already exists with different details", req.Number)
 	}
-	if !created && inv.Status == StatusCreating {
-		// A retry of an unfinished invoice: finish it, but only if nobody else is doing so now.
+	if created {
+		inv, err = s.Issue(ctx, inv) // the insert took the lease
+		return inv, true, err
+	}
+	inv, err = s.finish(ctx, inv)
+	return inv, false, err
+}
+
+// finish brings a stored invoice to where the caller can be answered: a creating one is issued if
+// nobody else holds its lease right now (request_in_progress otherwise), a failed one is DOKU's
+// refusal again — never a second call — and any other is returned as it is.
+func (s *Service) finish(ctx context.Context, inv *Invoice) (*Invoice, error) {
+	if inv.Status == StatusCreating {
 		claimed, ok, err := s.Store.ClaimIssue(ctx, inv.Number, s.IssueLease, s.ResumeAfter)
 		if err != nil {
-			return inv, false, err
+			return inv, err
 		}
-		if !ok {
-			// Held by someone else, or finished in between: look again.
-			if inv, err = s.Store.Get(ctx, inv.Number); err != nil {
-				return nil, false, err
-			}
-			if inv.Status == StatusCreating {
-				return inv, false, ErrRequestInProgress
-			}
-		} else {
-			inv = claimed
+		if ok {
+			return s.Issue(ctx, claimed)
+		}
+		// Held by someone else, or finished in between: look again.
+		if inv, err = s.Store.Get(ctx, inv.Number); err != nil {
+			return nil, err
+		}
+		if inv.Status == StatusCreating {
+			return inv, ErrRequestInProgress
 		}
 	}
-	switch inv.Status {
-	case StatusCreating: // we hold the lease
-		inv, err = s.Issue(ctx, inv)
-		return inv, created, err
-	case StatusFailed:
-		return inv, created, rejection(inv)
+	if inv.Status == StatusFailed {
+		return inv, rejection(inv)
 	}
-	return inv, created, nil
+	return inv, nil
 }
 
 // Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer. The
@@ -166,4 +182,46 @@ func (s *Service) ApplyPayment(ctx context.Context, r PaymentReport) (Outcome, *
 		return nil
 	})
 	return outcome, inv, err
+}
+
+// Check asks DOKU for inv's status and applies the answer through the shared transition (ApplyCheck):
+// the reconciler and manual sync use it, so a payment found by polling is the same payment a
+// notification would have recorded, and is recorded once whichever comes first.
+func (s *Service) Check(ctx context.Context, inv *Invoice, source Source) (Outcome, *Invoice, error) {
+	r, err := s.Gateway.Check(context.WithoutCancel(ctx), inv.Number)
+	if err != nil {
+		return "", inv, err
+	}
+	r.Source = source
+	var outcome Outcome
+	updated, err := s.Store.Update(ctx, inv.Number, func(cur *Invoice) error {
+		outcome = cur.ApplyCheck(r, s.Now(), s.ExpiryGrace)
+		return nil
+	})
+	if err != nil {
+		return "", inv, err
+	}
+	return outcome, updated, nil
+}
+
+// Sync is a manual "look at DOKU now" for one invoice, rate-limited per invoice so it cannot be used to
+// hammer DOKU: a creating invoice is issued (with its stored Request-Id), a pending, paid or expired
+// one is checked, and a failed one is returned as it is.
+func (s *Service) Sync(ctx context.Context, number string) (*Invoice, Outcome, error) {
+	if err := s.Store.MarkSynced(ctx, number, s.SyncInterval); err != nil {
+		return nil, "", err
+	}
+	inv, err := s.Store.Get(ctx, number)
+	if err != nil {
+		return nil, "", err
+	}
+	switch inv.Status {
+	case StatusCreating:
+		inv, err = s.finish(ctx, inv)
+		return inv, "", err
+	case StatusFailed:
+		return inv, "", nil
+	}
+	outcome, inv, err := s.Check(ctx, inv, SourceSync)
+	return inv, outcome, err
 }

@@ -152,3 +152,34 @@ func (inv *Invoice) MarkFailed(code, message string) bool {
 	inv.FailureMessage = message
 	return true
 }
+
+// Outcomes of a status check that did not report a payment.
+const (
+	OutcomeExpired   Outcome = "expired"
+	OutcomeUnchanged Outcome = "unchanged"
+)
+
+// ApplyCheck applies what DOKU's check status said, through the same rules as a notification: a
+// SUCCESS is a payment (ApplyPayment); EXPIRED expires a pending invoice; PENDING leaves it, unless
+// our own clock is past its expiry by more than grace — DOKU may never say EXPIRED, and an invoice
+// must not wait forever. A payment reported later still applies (paid after expiry).
+func (inv *Invoice) ApplyCheck(r PaymentReport, now time.Time, grace time.Duration) Outcome {
+	switch r.DokuStatus {
+	case DokuSuccess:
+		return inv.ApplyPayment(r, now)
+	case DokuExpired:
+		if inv.Status == StatusPending {
+			inv.Status = StatusExpired
+			return OutcomeExpired
+		}
+	case DokuPending:
+		if inv.Status == StatusPending && inv.ExpiresAt != nil && now.After(inv.ExpiresAt.Add(grace)) {
+			inv.Status = StatusExpired
+			inv.ExpiredByGrace = true
+			return OutcomeExpired
+		}
+	default:
+		return OutcomeIgnoredStatus
+	}
+	return OutcomeUnchanged
+}

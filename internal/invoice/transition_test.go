@@ -164,3 +164,34 @@ func TestSameRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyCheck(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 30, 0, 0, time.UTC) // the invoice expires at 12:00
+	grace := time.Hour
+	check := func(inv *Invoice, status string) Outcome {
+		r := report("1")
+		r.DokuStatus, r.PaymentCode, r.Source = status, "", SourceReconciler
+		return inv.ApplyCheck(r, now, grace)
+	}
+	if inv := pendingInvoice(false); check(inv, DokuSuccess) != OutcomeApplied || inv.Status != StatusPaid || inv.Payments[0].Source != SourceReconciler {
+		t.Fatalf("SUCCESS: %+v", inv)
+	}
+	if inv := pendingInvoice(false); check(inv, DokuExpired) != OutcomeExpired || inv.Status != StatusExpired || inv.ExpiredByGrace {
+		t.Fatalf("EXPIRED: %+v", inv)
+	}
+	if inv := pendingInvoice(false); check(inv, DokuPending) != OutcomeUnchanged || inv.Status != StatusPending {
+		t.Fatalf("PENDING within grace: %+v", inv)
+	}
+	now = now.Add(time.Hour)
+	if inv := pendingInvoice(false); check(inv, DokuPending) != OutcomeExpired || !inv.ExpiredByGrace {
+		t.Fatalf("PENDING past grace: %+v", inv)
+	}
+	paid := pendingInvoice(false)
+	check(paid, DokuSuccess)
+	if check(paid, DokuExpired) != OutcomeUnchanged || paid.Status != StatusPaid {
+		t.Fatal("EXPIRED after paid changed a paid invoice")
+	}
+	if check(pendingInvoice(false), "WHATEVER") != OutcomeIgnoredStatus {
+		t.Fatal("unknown status not ignored")
+	}
+}

@@ -19,15 +19,19 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// FirstCheck is how long after a code is issued the reconciler first checks its status.
+	FirstCheck time.Duration
 }
 
 // NewStore returns a Store over pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, now: time.Now} }
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, now: time.Now, FirstCheck: time.Minute}
+}
 
 const invoiceColumns = `id, invoice_number, channel, amount, status, customer_name, customer_email,
 	expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body,
 	coalesce(payment_code, ''), how_to_pay_page, how_to_pay_api, expires_at, paid_at, paid_after_expiry,
-	failure_code, failure_message, created_at, updated_at, issue_attempts`
+	failure_code, failure_message, created_at, updated_at, issue_attempts, expired_by_grace`
 
 func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
 	var inv invoice.Invoice
@@ -36,7 +40,7 @@ func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
 		&inv.Customer.Email, &inv.ExpiresInMinutes, &inv.Reusable, &inv.Info, &inv.ReceiptFooter, &metadata,
 		&inv.DokuRequestID, &inv.DokuRequestBody, &inv.PaymentCode, &inv.HowToPayPage, &inv.HowToPayAPI,
 		&inv.ExpiresAt, &inv.PaidAt, &inv.PaidAfterExpiry, &inv.FailureCode, &inv.FailureMessage,
-		&inv.CreatedAt, &inv.UpdatedAt, &inv.IssueAttempts)
+		&inv.CreatedAt, &inv.UpdatedAt, &inv.IssueAttempts, &inv.ExpiredByGrace)
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +244,17 @@ func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invo
 	err = tx.QueryRow(ctx, `
 		UPDATE invoices SET status = $2, payment_code = $3, how_to_pay_page = $4, how_to_pay_api = $5,
 			expires_at = $6, paid_at = $7, paid_after_expiry = $8, failure_code = $9, failure_message = $10,
-			updated_at = $11,
-			issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END
+			updated_at = $11, expired_by_grace = $12,
+			issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END,
+			-- Keep polling what may still change; a final invoice leaves the reconciler's queue.
+			next_check_at = CASE
+				WHEN $2 = 'pending' OR ($2 = 'paid' AND reusable AND $6 > now())
+					THEN coalesce(next_check_at, now() + $13 * interval '1 microsecond')
+				END
 		WHERE id = $1 RETURNING updated_at`,
 		inv.ID, inv.Status, paymentCode, inv.HowToPayPage, inv.HowToPayAPI, inv.ExpiresAt, inv.PaidAt,
-		inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now).Scan(&inv.UpdatedAt)
+		inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now, inv.ExpiredByGrace,
+		s.FirstCheck.Microseconds()).Scan(&inv.UpdatedAt)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -259,12 +269,13 @@ type state struct {
 	status                           invoice.Status
 	code, page, api, failCode, failM string
 	expiresAt, paidAt                time.Time
-	afterExpiry                      bool
+	afterExpiry, byGrace             bool
 }
 
 func mutableState(inv *invoice.Invoice) state {
 	st := state{status: inv.Status, code: inv.PaymentCode, page: inv.HowToPayPage, api: inv.HowToPayAPI,
-		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry}
+		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry,
+		byGrace: inv.ExpiredByGrace}
 	if inv.ExpiresAt != nil {
 		st.expiresAt = *inv.ExpiresAt
 	}
@@ -338,4 +349,74 @@ func (s *Store) ClaimDueIssues(ctx context.Context, limit int, lease, base, maxB
 	}
 	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Invoice, error) { return scanInvoice(r) })
 	return invs, classify(err)
+}
+
+// ClaimDueChecks hands out up to limit invoices whose status check is due and schedules each one's
+// next check in the same statement: the k-th check waits schedule[k] (the last entry repeats), but
+// never past the invoice's expiry or the end of its grace period, when the answer matters most. The
+// claim commits before DOKU is called; SKIP LOCKED keeps replicas off each other's rows, and the moved
+// next_check_at keeps them off until the next turn.
+func (s *Store) ClaimDueChecks(ctx context.Context, limit int, schedule []time.Duration, grace time.Duration) ([]*invoice.Invoice, error) {
+	// Invoices that became final without a write (a reusable code's expiry passing) leave the queue.
+	if _, err := s.pool.Exec(ctx, `
+		UPDATE invoices SET next_check_at = NULL
+		WHERE next_check_at <= now() AND status <> 'pending' AND NOT (status = 'paid' AND reusable AND expires_at > now())`); err != nil {
+		return nil, classify(err)
+	}
+	delays := make([]int64, len(schedule))
+	for i, d := range schedule {
+		delays[i] = d.Microseconds()
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH due AS (
+			SELECT id AS due_id,
+				($2::bigint[])[least(check_attempts + 2, cardinality($2::bigint[]))] * interval '1 microsecond' AS delay
+			FROM invoices
+			WHERE next_check_at <= now()
+			ORDER BY next_check_at
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED)
+		UPDATE invoices i SET check_attempts = i.check_attempts + 1,
+			next_check_at = CASE
+				WHEN i.status = 'pending' AND i.expires_at > now()
+					THEN least(now() + due.delay, i.expires_at + interval '1 second')
+				WHEN i.status = 'pending' AND i.expires_at + $3 * interval '1 microsecond' > now()
+					THEN least(now() + due.delay, i.expires_at + $3 * interval '1 microsecond' + interval '1 second')
+				ELSE now() + due.delay END
+		FROM due
+		WHERE i.id = due.due_id
+		RETURNING `+invoiceColumns, limit, delays, grace.Microseconds())
+	if err != nil {
+		return nil, classify(err)
+	}
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Invoice, error) { return scanInvoice(r) })
+	return invs, classify(err)
+}
+
+// MarkSynced records a manual sync of the invoice now, unless one happened within interval: then it
+// returns a rate_limited error saying when to retry. The check and the write are one UPDATE that
+// re-reads the row under its lock, so concurrent syncs on any replica cannot both pass.
+func (s *Store) MarkSynced(ctx context.Context, number string, interval time.Duration) error {
+	var exists, marked bool
+	var wait float64
+	err := s.pool.QueryRow(ctx, `
+		WITH upd AS (
+			UPDATE invoices SET last_synced_at = now()
+			WHERE invoice_number = $1
+			  AND (last_synced_at IS NULL OR last_synced_at <= now() - $2 * interval '1 microsecond')
+			RETURNING id)
+		SELECT EXISTS (SELECT 1 FROM invoices WHERE invoice_number = $1), EXISTS (SELECT 1 FROM upd),
+			coalesce((SELECT extract(epoch FROM last_synced_at + $2 * interval '1 microsecond' - now())
+				FROM invoices WHERE invoice_number = $1), 0)`, number, interval.Microseconds()).Scan(&exists, &marked, &wait)
+	switch {
+	case err != nil:
+		return classify(err)
+	case !exists:
+		return invoice.ErrNotFound
+	case !marked:
+		retry := time.Duration(wait * float64(time.Second))
+		return &invoice.Error{Code: invoice.CodeRateLimited, RetryAfter: retry,
+			Message: fmt.Sprintf("this invoice was synced moments ago; sync again in %.0f s", retry.Seconds()+0.5)}
+	}
+	return nil
 }

@@ -1,0 +1,93 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// CheckClaimer hands out invoices whose status check is due, each rescheduled as it is claimed
+// (postgres.Store).
+type CheckClaimer interface {
+	ClaimDueChecks(ctx context.Context, limit int, schedule []time.Duration, grace time.Duration) ([]*invoice.Invoice, error)
+}
+
+// DefaultSchedule is the wait before each status check of an invoice: the first no sooner than a
+// minute after the code is issued (DOKU asks for 60 s after a payment), then growing. The last entry
+// repeats until the invoice is final.
+var DefaultSchedule = []time.Duration{
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour,
+}
+
+// Reconciler polls DOKU's check status for invoices that are not final, because DOKU retries a
+// notification only three times over 12 hours: a payment whose notification was lost is found here,
+// an unpaid code expires here. Results go through Service.Check — the same transition the webhook
+// uses — so a payment seen by both is recorded once.
+type Reconciler struct {
+	Claimer CheckClaimer
+	Service *invoice.Service
+	Log     zerolog.Logger
+
+	Interval    time.Duration   // how often to look for due checks
+	Batch       int             // invoices claimed per round
+	Concurrency int             // check-status calls in flight at once
+	Schedule    []time.Duration // wait before the 1st, 2nd, … check; the last repeats
+}
+
+// Run reconciles every Interval until ctx is cancelled.
+func (r *Reconciler) Run(ctx context.Context) error {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Warn().Err(err).Msg("reconciler round failed; will retry")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce claims one batch of due invoices and checks each once. It returns how many changed.
+func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
+	invs, err := r.Claimer.ClaimDueChecks(ctx, r.Batch, r.Schedule, r.Service.ExpiryGrace)
+	if err != nil || len(invs) == 0 {
+		return 0, err
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		changed int
+		sem     = make(chan struct{}, max(r.Concurrency, 1))
+	)
+	for _, inv := range invs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(inv *invoice.Invoice) {
+			defer func() { <-sem; wg.Done() }()
+			log := r.Log.With().Str("invoice_number", inv.Number).Logger()
+			outcome, out, err := r.Service.Check(ctx, inv, invoice.SourceReconciler)
+			switch {
+			case err != nil:
+				log.Warn().Err(err).Msg("status check failed; will check again on schedule")
+			case outcome.Mismatch():
+				log.Error().Str("outcome", string(outcome)).Int64("invoice_amount", out.Amount).
+					Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
+			case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeExpired:
+				log.Info().Str("outcome", string(outcome)).Str("status", string(out.Status)).Bool("paid_after_expiry", out.PaidAfterExpiry).
+					Msg("reconciled invoice")
+				mu.Lock()
+				changed++
+				mu.Unlock()
+			}
+		}(inv)
+	}
+	wg.Wait()
+	return changed, nil
+}
