@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -154,10 +153,11 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	svc.ExpiryGrace = cfg.ExpiryGrace
 	svc.SyncInterval = cfg.SyncMinInterval
 	handler := httpapi.NewServer(httpapi.Config{
-		APIKeys:          cfg.KeyValues(),
+		APIKeyDigests:    cfg.KeyDigests(),
 		NotificationPath: cfg.DokuNotificationPath,
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		Limits:           cfg.Limits(),
+		Webhook:          httpapi.WebhookConfig{AllowedNetworks: cfg.AllowedNetworks(), MaxAge: cfg.WebhookMaxAge},
 	}, httpapi.Deps{
 		Service: svc,
 		Notifications: doku.Verifier{
@@ -169,17 +169,9 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		Logger: log,
 	})
 
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		// A create waits for DOKU; the write deadline must outlast DOKU's timeout.
-		WriteTimeout:   cfg.DokuTimeout + 15*time.Second,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 32 << 10,
-		ErrorLog:       stdlogTo(log),
-		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := httpapi.NewHTTPServer(handler, cfg.DokuTimeout)
+	srv.ErrorLog = stdlogTo(log)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)

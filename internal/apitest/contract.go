@@ -67,6 +67,10 @@ func (c *ContractTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge {
+		// Answered by net/http itself before any handler runs: not part of the API's contract.
+		return resp, nil
+	}
 	if verr := CheckResponse(req, resp.StatusCode, resp.Header, body); verr != nil {
 		c.T.Errorf("contract: %s %s -> %d does not match api/openapi.yaml: %v\nbody: %s", req.Method, req.URL.Path, resp.StatusCode, verr, body)
 	}

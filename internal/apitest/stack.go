@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +32,7 @@ const (
 	ClientID         = "MCH-0001-10791114622547"
 	SecretKey        = "SK-TEST-0123456789abcdef"
 	APIKey           = "test-api-key-0123456789abcdef"
+	APIKey2          = "test-api-key-rotated-9876543210"
 	NotificationPath = "/v1/notifications/doku"
 )
 
@@ -39,6 +41,7 @@ type Options struct {
 	DokuTimeout   time.Duration
 	RetrySchedule []time.Duration
 	Limits        *invoice.Limits
+	Webhook       httpapi.WebhookConfig
 }
 
 // Stack is a running service with its simulator and database.
@@ -91,7 +94,9 @@ func New(t testing.TB, opts Options) *Stack {
 	// The service's server starts first so the simulator knows where to notify; its handler is set
 	// once the DOKU client can point at the simulator.
 	var handler http.Handler
-	svcSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	svcSrv := httptest.NewUnstartedServer(nil)
+	svcSrv.Config = httpapi.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }), opts.DokuTimeout)
+	svcSrv.Start()
 	t.Cleanup(svcSrv.Close)
 	s.URL = svcSrv.URL
 
@@ -112,7 +117,8 @@ func New(t testing.TB, opts Options) *Stack {
 	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout})
 	s.Service = invoice.NewService(s.Store, client, opts.DokuTimeout)
 	handler = httpapi.NewServer(httpapi.Config{
-		APIKeys: []string{APIKey}, NotificationPath: NotificationPath, Limits: limits,
+		APIKeyDigests: httpapi.KeyDigests(APIKey, APIKey2), NotificationPath: NotificationPath, Limits: limits,
+		Webhook: opts.Webhook,
 	}, httpapi.Deps{
 		Service:       s.Service,
 		Notifications: doku.Verifier{ClientID: ClientID, Secret: []byte(SecretKey), Target: NotificationPath},
@@ -129,6 +135,9 @@ type Response struct {
 	Header http.Header
 	Body   []byte
 }
+
+// Dump is the whole response as text, headers included.
+func (r Response) Dump() string { return fmt.Sprint(r.Header) + "\n" + string(r.Body) }
 
 // JSON decodes the body into a generic map.
 func (r Response) JSON(t testing.TB) map[string]any {
@@ -147,6 +156,8 @@ func (s *Stack) Do(method, path string, body any, headers map[string]string) Res
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
+	case io.Reader:
+		rd = b // streamed: no Content-Length
 	case string:
 		rd = strings.NewReader(b)
 	case []byte:

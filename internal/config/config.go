@@ -3,8 +3,11 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -40,8 +43,10 @@ type Database struct {
 type Config struct {
 	Database
 
-	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:":8080"`
-	APIKeys         []Secret      `envconfig:"API_KEYS" required:"true"`
+	HTTPAddr string   `envconfig:"HTTP_ADDR" default:":8080"`
+	APIKeys  []Secret `envconfig:"API_KEYS"`
+	// APIKeyHashes are keys given as hex SHA-256 digests, so the config holds no usable key.
+	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
 
@@ -50,6 +55,11 @@ type Config struct {
 	DokuSecretKey        Secret        `envconfig:"DOKU_SECRET_KEY" required:"true"`
 	DokuNotificationPath string        `envconfig:"DOKU_NOTIFICATION_PATH" default:"/v1/notifications/doku"`
 	DokuTimeout          time.Duration `envconfig:"DOKU_TIMEOUT" default:"15s"`
+
+	// WebhookAllowedCIDRs, when set, is the only networks notifications are accepted from.
+	WebhookAllowedCIDRs []string `envconfig:"WEBHOOK_ALLOWED_CIDRS"`
+	// WebhookMaxAge, when positive, refuses notifications with an older Request-Timestamp.
+	WebhookMaxAge time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"0s"`
 
 	AmountMin            int64 `envconfig:"AMOUNT_MIN" default:"10000"`
 	AmountMax            int64 `envconfig:"AMOUNT_MAX" default:"5000000"`
@@ -131,8 +141,21 @@ func (c *Config) validate() error {
 	if err := c.Database.validate(); err != nil {
 		return err
 	}
-	if len(c.APIKeys) == 0 {
-		return bad("API_KEYS", "at least one key is required")
+	if len(c.APIKeys) == 0 && len(c.APIKeyHashes) == 0 {
+		return bad("API_KEYS", "at least one key is required (or give their SHA-256 in API_KEY_HASHES)")
+	}
+	for i, h := range c.APIKeyHashes {
+		if b, err := hex.DecodeString(strings.TrimSpace(h)); err != nil || len(b) != sha256.Size {
+			return bad("API_KEY_HASHES", "entry %d is not a hex SHA-256 digest (64 hex characters)", i+1)
+		}
+	}
+	for i, cidr := range c.WebhookAllowedCIDRs {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
+			return bad("WEBHOOK_ALLOWED_CIDRS", "entry %d is not a CIDR such as 203.0.113.0/24", i+1)
+		}
+	}
+	if c.WebhookMaxAge < 0 {
+		return bad("WEBHOOK_MAX_AGE", "must not be negative (0 turns the check off)")
 	}
 	for i, k := range c.APIKeys {
 		k = Secret(strings.TrimSpace(k.Value()))
@@ -155,7 +178,7 @@ func (c *Config) validate() error {
 		return bad("DOKU_SECRET_KEY", "must not be empty")
 	}
 	p := c.DokuNotificationPath
-	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#{}* \t") || strings.HasPrefix(p, "/v1/invoices") ||
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#{}* \t") || strings.HasPrefix(p, "/v1/invoices") || p == "/v1/notifications" ||
 		p == "/healthz" || p == "/readyz" {
 		return bad("DOKU_NOTIFICATION_PATH", "must be a plain path starting with / that no other route uses")
 	}
@@ -241,11 +264,28 @@ func (c *Config) Limits() invoice.Limits {
 	}
 }
 
-// KeyValues returns the API keys as plain strings for the auth middleware.
-func (c *Config) KeyValues() []string {
-	out := make([]string, len(c.APIKeys))
-	for i, k := range c.APIKeys {
-		out[i] = k.Value()
+// KeyDigests returns the SHA-256 of every accepted API key, from API_KEYS and API_KEY_HASHES alike:
+// the auth middleware compares digests only.
+func (c *Config) KeyDigests() [][32]byte {
+	out := make([][32]byte, 0, len(c.APIKeys)+len(c.APIKeyHashes))
+	for _, k := range c.APIKeys {
+		out = append(out, sha256.Sum256([]byte(k.Value())))
+	}
+	for _, h := range c.APIKeyHashes {
+		var d [32]byte
+		b, _ := hex.DecodeString(strings.TrimSpace(h)) // validated
+		copy(d[:], b)
+		out = append(out, d)
+	}
+	return out
+}
+
+// AllowedNetworks is WEBHOOK_ALLOWED_CIDRS parsed.
+func (c *Config) AllowedNetworks() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.WebhookAllowedCIDRs))
+	for _, cidr := range c.WebhookAllowedCIDRs {
+		p, _ := netip.ParsePrefix(strings.TrimSpace(cidr)) // validated
+		out = append(out, p.Masked())
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -49,6 +51,11 @@ func TestInvalidSettingsNameTheVariable(t *testing.T) {
 		"log format":              {"LOG_FORMAT", "xml"},
 		"pool size":               {"DB_MAX_CONNS", "0"},
 		"body limit":              {"MAX_BODY_BYTES", "10"},
+		"key hash not hex":        {"API_KEY_HASHES", "zz"},
+		"key hash short":          {"API_KEY_HASHES", "abcd"},
+		"bad CIDR":                {"WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/33"},
+		"negative max age":        {"WEBHOOK_MAX_AGE", "-1s"},
+		"schedule too short":      {"RECONCILE_SCHEDULE", "1ms"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -84,7 +91,25 @@ func TestSecretsDoNotPrint(t *testing.T) {
 			}
 		}
 	}
-	if c.DokuSecretKey.Value() != "SK-secret-value-123" || c.KeyValues()[1] != "key-two-0123456789" {
+	if c.DokuSecretKey.Value() != "SK-secret-value-123" || c.KeyDigests()[1] != sha256.Sum256([]byte("key-two-0123456789")) {
 		t.Fatal("Value() must return the secret itself")
+	}
+}
+
+func TestKeysMayBeGivenAsHashesOnly(t *testing.T) {
+	required(t)
+	t.Setenv("API_KEYS", "")
+	sum := sha256.Sum256([]byte("rotated-key-0123456789"))
+	t.Setenv("API_KEY_HASHES", hex.EncodeToString(sum[:]))
+	t.Setenv("WEBHOOK_ALLOWED_CIDRS", "203.0.113.0/24, 2001:db8::/32")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.KeyDigests(); len(d) != 1 || d[0] != sum {
+		t.Fatalf("digests %x", d)
+	}
+	if n := c.AllowedNetworks(); len(n) != 2 || n[0].String() != "203.0.113.0/24" {
+		t.Fatalf("networks %v", n)
 	}
 }

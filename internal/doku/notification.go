@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/strictjson"
 )
 
 // DOKU identifiers of the O2O service and its channels (REFERENCE.md §1).
@@ -81,6 +82,11 @@ var ErrMalformed = errors.New("doku: malformed notification")
 func ParseNotification(body []byte) (invoice.PaymentReport, error) {
 	var n Notification
 	if err := json.Unmarshal(body, &n); err != nil {
+		return invoice.PaymentReport{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	// Signed by DOKU or not, a body whose meaning depends on which duplicate a parser keeps is not
+	// one to move money on.
+	if err := strictjson.CheckDuplicateKeys(body); err != nil {
 		return invoice.PaymentReport{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return n.Report()

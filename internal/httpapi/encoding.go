@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/strictjson"
 )
 
 // decodeJSON decodes exactly one JSON value from the body into dst, refusing unknown fields, trailing
@@ -21,17 +23,28 @@ func decodeJSON(r *http.Request, dst any) error {
 			return invoice.Errorf(invoice.CodeUnsupportedType, "the body must be application/json")
 		}
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body) // bounded by the body limit
+	if err != nil {
+		return decodeError(err)
+	}
+	return decodeJSONBytes(body, dst)
+}
+
+// decodeJSONBytes is decodeJSON's strict decoding of an already-read body.
+func decodeJSONBytes(body []byte, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return decodeError(err)
-		}
 		return invoice.Errorf(invoice.CodeInvalidJSON, "the body must hold a single JSON object and nothing after it")
+	}
+	// A key given twice would be read as its last value here and perhaps as its first elsewhere.
+	var dup *strictjson.DuplicateKeyError
+	if err := strictjson.CheckDuplicateKeys(body); errors.As(err, &dup) {
+		return &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
+			Fields: []invoice.FieldError{{Field: dup.Path, Message: "is given more than once"}}}
 	}
 	return nil
 }

@@ -111,14 +111,19 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 	}
 }
 
-// bearerAuth admits requests carrying one of keys as a bearer token. Keys are compared as SHA-256
-// digests in constant time, so neither a key's content nor its length leaks through timing, and all
-// keys are checked whichever matches, so several can be valid at once during a rotation.
-func bearerAuth(keys []string) func(http.Handler) http.Handler {
-	digests := make([][32]byte, len(keys))
+// KeyDigests is the SHA-256 of each key, the form Config.APIKeyDigests takes.
+func KeyDigests(keys ...string) [][32]byte {
+	out := make([][32]byte, len(keys))
 	for i, k := range keys {
-		digests[i] = sha256.Sum256([]byte(k))
+		out[i] = sha256.Sum256([]byte(k))
 	}
+	return out
+}
+
+// bearerAuth admits requests carrying a bearer token whose SHA-256 is one of digests. Digests are
+// compared in constant time, so neither a key's content nor its length leaks through timing, and all
+// are checked whichever matches, so several keys can be valid at once during a rotation.
+func bearerAuth(digests [][32]byte) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -40,6 +40,8 @@ var statusOf = map[invoice.Code]int{
 	invoice.CodeNotIssued:           http.StatusConflict,
 	invoice.CodeRequestInProgress:   http.StatusConflict,
 	invoice.CodeRateLimited:         http.StatusTooManyRequests,
+	invoice.CodeForbidden:           http.StatusForbidden,
+	invoice.CodeStaleNotification:   http.StatusUnauthorized,
 	invoice.CodeUnauthorized:        http.StatusUnauthorized,
 	invoice.CodeBadSignature:        http.StatusUnauthorized,
 	invoice.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,

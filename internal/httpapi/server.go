@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -19,10 +20,12 @@ type NotificationReader interface {
 
 // Config is what the HTTP layer needs from the service configuration.
 type Config struct {
-	APIKeys          []string
+	// APIKeyDigests are the SHA-256 digests of the accepted API keys (see KeyDigests).
+	APIKeyDigests    [][32]byte
 	NotificationPath string
 	MaxBodyBytes     int64
 	Limits           invoice.Limits
+	Webhook          WebhookConfig
 }
 
 // Deps are the collaborators the handlers call.
@@ -39,7 +42,7 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
 	}
-	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready}
+	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, webhook: cfg.Webhook}
 
 	r := chi.NewRouter()
 	r.Use(accessLog(deps.Logger))
@@ -56,8 +59,10 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	// DOKU cannot send our API key: the webhook is authenticated by its signature instead.
 	r.Post(cfg.NotificationPath, h.dokuNotification)
 
+	auth := bearerAuth(cfg.APIKeyDigests)
+	r.With(auth).Get("/v1/notifications", h.listNotifications)
 	r.Route("/v1/invoices", func(r chi.Router) {
-		r.Use(bearerAuth(cfg.APIKeys))
+		r.Use(auth)
 		r.Post("/", h.createInvoice)
 		r.Get("/", h.listInvoices)
 		r.Get("/{invoice_number}", h.getInvoice)
@@ -66,11 +71,26 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	return r
 }
 
+// NewHTTPServer wraps handler in an http.Server with the service's limits: header and body read
+// timeouts against slow clients, a write timeout that outlasts a DOKU call, and a header size cap.
+func NewHTTPServer(handler http.Handler, dokuTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// A create waits for DOKU; the write deadline must outlast DOKU's timeout.
+		WriteTimeout:   dokuTimeout + 15*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+	}
+}
+
 type handlers struct {
 	cfg           Config
 	svc           *invoice.Service
 	notifications NotificationReader
 	ready         func(ctx context.Context) error
+	webhook       WebhookConfig
 }
 
 func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {

@@ -24,58 +24,7 @@ func with(changes map[string]any) map[string]any {
 // Every refused create answers a precise problem, writes nothing and never reaches DOKU.
 func TestCreateRejectsBadInput(t *testing.T) {
 	s := apitest.New(t, apitest.Options{})
-	tests := []struct {
-		name        string
-		body        any
-		contentType string
-		wantStatus  int
-		wantCode    string
-		wantField   string
-	}{
-		{name: "missing invoice number", body: with(map[string]any{"invoice_number": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "invoice number too long", body: with(map[string]any{"invoice_number": strings.Repeat("A", 65)}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "invoice number with slash", body: with(map[string]any{"invoice_number": "INV/1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "invoice number with space", body: with(map[string]any{"invoice_number": "INV 1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "invoice number unicode", body: with(map[string]any{"invoice_number": "INV-Ä"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "invoice number SQL", body: with(map[string]any{"invoice_number": "1';DROP TABLE invoices;--"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "invoice number not a string", body: with(map[string]any{"invoice_number": 1001}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-		{name: "unknown channel", body: with(map[string]any{"channel": "ovo"}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
-		{name: "missing channel", body: with(map[string]any{"channel": nil, "receipt_footer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
-		{name: "missing amount", body: with(map[string]any{"amount": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "zero amount", body: with(map[string]any{"amount": 0}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "negative amount", body: with(map[string]any{"amount": -150000}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "fractional amount", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.5,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "amount 1.0", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.0,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "amount exponent", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":1.5e5,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "amount as string", body: with(map[string]any{"amount": "150000"}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "amount overflowing int64", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":99999999999999999999999,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "amount below minimum", body: with(map[string]any{"amount": 9999}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "amount above maximum", body: with(map[string]any{"amount": 5000001}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-		{name: "missing customer", body: with(map[string]any{"customer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-		{name: "blank customer name", body: with(map[string]any{"customer": map[string]any{"name": "   "}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-		{name: "customer name too long", body: with(map[string]any{"customer": map[string]any{"name": strings.Repeat("n", 65)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-		{name: "customer name control char", body: with(map[string]any{"customer": map[string]any{"name": "A\u0000B"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-		{name: "bad email", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "not-an-email"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
-		{name: "email with display name", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "A <a@b.co>"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
-		{name: "unknown customer field", body: with(map[string]any{"customer": map[string]any{"name": "A", "phone": "1"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "phone"},
-		{name: "expiry too short", body: with(map[string]any{"expires_in_minutes": 1}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
-		{name: "expiry too long", body: with(map[string]any{"expires_in_minutes": 43201}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
-		{name: "expiry not a number", body: with(map[string]any{"expires_in_minutes": "60"}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
-		{name: "reusable not a boolean", body: with(map[string]any{"reusable": "yes"}), wantStatus: 422, wantCode: "validation_failed", wantField: "reusable"},
-		{name: "receipt footer on indomaret", body: with(map[string]any{"channel": "indomaret"}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
-		{name: "receipt footer too long", body: with(map[string]any{"receipt_footer": strings.Repeat("f", 129)}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
-		{name: "info too long", body: with(map[string]any{"info": strings.Repeat("i", 256)}), wantStatus: 422, wantCode: "validation_failed", wantField: "info"},
-		{name: "metadata not an object", body: with(map[string]any{"metadata": []int{1}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
-		{name: "metadata too large", body: with(map[string]any{"metadata": map[string]string{"x": strings.Repeat("m", 5000)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
-		{name: "unknown field", body: with(map[string]any{"currency": "USD"}), wantStatus: 422, wantCode: "validation_failed", wantField: "currency"},
-		{name: "empty body", body: "", wantStatus: 400, wantCode: "invalid_json"},
-		{name: "not JSON", body: "invoice_number=1", wantStatus: 400, wantCode: "invalid_json"},
-		{name: "truncated JSON", body: `{"invoice_number":"INV-VAL-1",`, wantStatus: 400, wantCode: "invalid_json"},
-		{name: "JSON array", body: `[1,2]`, wantStatus: 400, wantCode: "invalid_json"},
-		{name: "trailing data", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000,"customer":{"name":"A"}} {"x":1}`, wantStatus: 400, wantCode: "invalid_json"},
-		{name: "wrong content type", body: `{}`, contentType: "text/plain", wantStatus: 415, wantCode: "unsupported_media_type"},
-		{name: "body over the limit", body: `{"info":"` + strings.Repeat("x", 70<<10) + `"}`, wantStatus: 413, wantCode: "payload_too_large"},
-	}
+	tests := badCreates
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var hdr map[string]string
@@ -101,6 +50,62 @@ func TestCreateRejectsBadInput(t *testing.T) {
 	if n := s.Sim.GenerateCalls(); n != 0 {
 		t.Fatalf("refused requests made %d DOKU calls", n)
 	}
+}
+
+type badCreate struct {
+	name        string
+	body        any
+	contentType string
+	wantStatus  int
+	wantCode    string
+	wantField   string
+}
+
+// badCreates are create requests that must be refused with a precise problem and no write.
+var badCreates = []badCreate{
+	{name: "missing invoice number", body: with(map[string]any{"invoice_number": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "invoice number too long", body: with(map[string]any{"invoice_number": strings.Repeat("A", 65)}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "invoice number with slash", body: with(map[string]any{"invoice_number": "INV/1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "invoice number with space", body: with(map[string]any{"invoice_number": "INV 1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "invoice number unicode", body: with(map[string]any{"invoice_number": "INV-Ä"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "invoice number SQL", body: with(map[string]any{"invoice_number": "1';DROP TABLE invoices;--"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "invoice number not a string", body: with(map[string]any{"invoice_number": 1001}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+	{name: "unknown channel", body: with(map[string]any{"channel": "ovo"}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
+	{name: "missing channel", body: with(map[string]any{"channel": nil, "receipt_footer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
+	{name: "missing amount", body: with(map[string]any{"amount": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "zero amount", body: with(map[string]any{"amount": 0}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "negative amount", body: with(map[string]any{"amount": -150000}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "fractional amount", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.5,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "amount 1.0", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.0,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "amount exponent", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":1.5e5,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "amount as string", body: with(map[string]any{"amount": "150000"}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "amount overflowing int64", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":99999999999999999999999,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "amount below minimum", body: with(map[string]any{"amount": 9999}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "amount above maximum", body: with(map[string]any{"amount": 5000001}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+	{name: "missing customer", body: with(map[string]any{"customer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+	{name: "blank customer name", body: with(map[string]any{"customer": map[string]any{"name": "   "}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+	{name: "customer name too long", body: with(map[string]any{"customer": map[string]any{"name": strings.Repeat("n", 65)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+	{name: "customer name control char", body: with(map[string]any{"customer": map[string]any{"name": "A\u0000B"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+	{name: "bad email", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "not-an-email"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
+	{name: "email with display name", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "A <a@b.co>"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
+	{name: "unknown customer field", body: with(map[string]any{"customer": map[string]any{"name": "A", "phone": "1"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "phone"},
+	{name: "expiry too short", body: with(map[string]any{"expires_in_minutes": 1}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
+	{name: "expiry too long", body: with(map[string]any{"expires_in_minutes": 43201}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
+	{name: "expiry not a number", body: with(map[string]any{"expires_in_minutes": "60"}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
+	{name: "reusable not a boolean", body: with(map[string]any{"reusable": "yes"}), wantStatus: 422, wantCode: "validation_failed", wantField: "reusable"},
+	{name: "receipt footer on indomaret", body: with(map[string]any{"channel": "indomaret"}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
+	{name: "receipt footer too long", body: with(map[string]any{"receipt_footer": strings.Repeat("f", 129)}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
+	{name: "info too long", body: with(map[string]any{"info": strings.Repeat("i", 256)}), wantStatus: 422, wantCode: "validation_failed", wantField: "info"},
+	{name: "metadata not an object", body: with(map[string]any{"metadata": []int{1}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
+	{name: "metadata too large", body: with(map[string]any{"metadata": map[string]string{"x": strings.Repeat("m", 5000)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
+	{name: "unknown field", body: with(map[string]any{"currency": "USD"}), wantStatus: 422, wantCode: "validation_failed", wantField: "currency"},
+	{name: "empty body", body: "", wantStatus: 400, wantCode: "invalid_json"},
+	{name: "not JSON", body: "invoice_number=1", wantStatus: 400, wantCode: "invalid_json"},
+	{name: "truncated JSON", body: `{"invoice_number":"INV-VAL-1",`, wantStatus: 400, wantCode: "invalid_json"},
+	{name: "JSON array", body: `[1,2]`, wantStatus: 400, wantCode: "invalid_json"},
+	{name: "trailing data", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000,"customer":{"name":"A"}} {"x":1}`, wantStatus: 400, wantCode: "invalid_json"},
+	{name: "wrong content type", body: `{}`, contentType: "text/plain", wantStatus: 415, wantCode: "unsupported_media_type"},
+	{name: "body over the limit", body: `{"info":"` + strings.Repeat("x", 70<<10) + `"}`, wantStatus: 413, wantCode: "payload_too_large"},
 }
 
 func hasField(problem map[string]any, field string) bool {

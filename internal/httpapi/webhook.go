@@ -3,64 +3,155 @@ package httpapi
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
 
+// WebhookConfig holds the webhook's optional defences, all off by default.
+type WebhookConfig struct {
+	// AllowedNetworks, when not empty, is the only source networks notifications are accepted from.
+	// It is matched against the TCP peer, so behind a proxy filter at the proxy instead.
+	AllowedNetworks []netip.Prefix
+	// MaxAge, when positive, refuses notifications whose Request-Timestamp is older (or further in the
+	// future) than this. Off by default: DOKU does not document whether retries keep their original
+	// timestamp, and a strict window could refuse every retry. Request-Id dedupe is the replay defence.
+	MaxAge time.Duration
+}
+
+// headersKept are the notification headers stored with it in the inbox (none is our secret).
+var headersKept = []string{"Client-Id", "Request-Id", "Request-Timestamp", "Signature", "Content-Type", "User-Agent"}
+
 type notificationAck struct {
 	Outcome invoice.Outcome `json:"outcome"`
 }
 
+// rejectedNotifications counts notifications refused before anything was stored (bad signature,
+// another Client-Id, outside the allowed networks, too old). Exposed as a metric.
+var rejectedNotifications atomic.Int64
+
+// RejectedNotifications is how many notifications were refused before being stored.
+func RejectedNotifications() int64 { return rejectedNotifications.Load() }
+
 // dokuNotification is DOKU's payment webhook. The signature is checked over the raw bytes before any
-// of the body is believed; only then is it parsed and applied through the shared transition. Answers
-// follow what DOKU acts on: 2xx stops its retries, anything else asks for one.
+// of the body is believed; a genuine notification is then kept in the inbox and applied through the
+// shared transition in one transaction. Answers follow what DOKU acts on: 2xx stops its retries,
+// anything else asks for one.
 func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
+	log := zerolog.Ctx(r.Context())
+	refuse := func(err error, reason string) {
+		rejectedNotifications.Add(1)
+		// Logged without the body: a refused sender may be anyone, with anything.
+		log.Warn().Str("reason", reason).Str("remote_addr", r.RemoteAddr).Int64("content_length", r.ContentLength).
+			Str("client_id", truncate(r.Header.Get("Client-Id"), 64)).Msg("notification refused")
+		writeError(w, r, err)
+	}
+	if len(h.webhook.AllowedNetworks) > 0 && !allowed(r.RemoteAddr, h.webhook.AllowedNetworks) {
+		refuse(invoice.Errorf(invoice.CodeForbidden, "notifications are not accepted from this network"), "network")
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			writeError(w, r, invoice.Errorf(invoice.CodeTooLarge, "the notification body must be at most %d bytes", maxErr.Limit))
+			refuse(invoice.Errorf(invoice.CodeTooLarge, "the notification body must be at most %d bytes", maxErr.Limit), "too_large")
 			return
 		}
-		writeError(w, r, invoice.Errorf(invoice.CodeInvalidNotification, "the notification body could not be read"))
+		refuse(invoice.Errorf(invoice.CodeInvalidNotification, "the notification body could not be read"), "unreadable")
 		return
 	}
 	report, err := h.notifications.ReadNotification(r.Header, body)
-	if err != nil {
-		writeError(w, r, err)
+	if invoice.ErrorCode(err) == invoice.CodeBadSignature {
+		refuse(err, "signature")
 		return
 	}
-	log := zerolog.Ctx(r.Context()).With().
-		Str("invoice_number", report.InvoiceNumber).
-		Str("doku_request_id", report.RequestID).
-		Logger()
+	if h.webhook.MaxAge > 0 && !fresh(r.Header.Get("Request-Timestamp"), h.webhook.MaxAge) {
+		refuse(invoice.Errorf(invoice.CodeStaleNotification, "Request-Timestamp is outside the accepted window"), "stale")
+		return
+	}
 
-	outcome, inv, err := h.svc.ApplyPayment(r.Context(), report)
-	if err != nil {
-		if invoice.ErrorCode(err) == invoice.CodeNotFound {
-			log.Warn().Msg("notification for an unknown invoice")
+	n := &invoice.Notification{RequestID: r.Header.Get("Request-Id"), InvoiceNumber: report.InvoiceNumber,
+		Headers: make(map[string]string, len(headersKept)), Body: body}
+	for _, k := range headersKept {
+		if v := r.Header.Get(k); v != "" {
+			n.Headers[k] = v
 		}
-		writeError(w, r, err)
+	}
+	var reportArg *invoice.PaymentReport
+	if err == nil {
+		reportArg = &report
+	}
+	log2 := log.With().Str("invoice_number", report.InvoiceNumber).Str("doku_request_id", n.RequestID).Logger()
+	outcome, inv, redelivered, serr := h.svc.ReceiveNotification(r.Context(), n, reportArg)
+	if serr != nil {
+		writeError(w, r, serr) // nothing stored: DOKU retries after our 503
 		return
 	}
 
-	ev := log.Info()
 	switch {
-	case outcome.Mismatch():
-		// DOKU says money arrived that does not match what we issued: a retry cannot fix that,
-		// so acknowledge and hand it to a person; the invoice stays as it was.
-		ev = log.Error().Int64("reported_amount", report.Amount).Int64("invoice_amount", inv.Amount).
-			Str("reported_channel", string(report.Channel)).Str("reported_payment_code", report.PaymentCode)
+	case redelivered:
+		log2.Info().Str("first_outcome", string(outcome)).Msg("notification redelivered; already handled")
+		writeJSON(w, http.StatusOK, notificationAck{Outcome: invoice.OutcomeDuplicate})
+	case outcome == invoice.OutcomeMalformed:
+		log2.Error().Err(err).Msg("genuine notification with an unreadable body; kept in the inbox")
+		writeError(w, r, err)
+	case outcome == invoice.OutcomeUnknownInvoice:
+		log2.Warn().Msg("notification for an unknown invoice; kept in the inbox")
+		writeError(w, r, invoice.ErrNotFound)
 	case outcome == invoice.OutcomeNotIssued:
-		// We hold no confirmed code yet to check the payment against. Answer non-2xx so DOKU
+		// We hold no confirmed code to check the payment against yet. Answer non-2xx so DOKU
 		// delivers it again once the invoice has been finished.
-		log.Warn().Str("status", string(inv.Status)).Msg("notification for an invoice without a confirmed code")
+		log2.Warn().Str("status", string(inv.Status)).Msg("notification for an invoice without a confirmed code")
 		writeError(w, r, invoice.Errorf(invoice.CodeNotIssued, "invoice %s has no confirmed payment code yet", inv.Number))
-		return
+	case outcome.Mismatch():
+		// DOKU says money arrived that does not match what we issued: a retry cannot fix that, so
+		// acknowledge and hand it to a person; the invoice stays as it was.
+		log2.Error().Str("outcome", string(outcome)).Int64("reported_amount", report.Amount).Int64("invoice_amount", inv.Amount).
+			Str("reported_channel", string(report.Channel)).Str("reported_payment_code", report.PaymentCode).
+			Msg("notification does not match the invoice; flagged for a person")
+		writeJSON(w, http.StatusOK, notificationAck{Outcome: outcome})
+	default:
+		log2.Info().Str("outcome", string(outcome)).Str("status", string(inv.Status)).Msg("doku notification")
+		writeJSON(w, http.StatusOK, notificationAck{Outcome: outcome})
 	}
-	ev.Str("outcome", string(outcome)).Str("status", string(inv.Status)).Msg("doku notification")
-	writeJSON(w, http.StatusOK, notificationAck{Outcome: outcome})
+}
+
+func allowed(remoteAddr string, nets []netip.Prefix) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func fresh(timestamp string, maxAge time.Duration) bool {
+	t, err := time.Parse("2006-01-02T15:04:05Z", timestamp)
+	if err != nil {
+		return false
+	}
+	age := time.Since(t)
+	return age <= maxAge && age >= -5*time.Minute
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

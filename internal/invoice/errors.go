@@ -27,6 +27,8 @@ const (
 	CodeMethodNotAllowed    Code = "method_not_allowed"
 	CodeRequestInProgress   Code = "request_in_progress"
 	CodeRateLimited         Code = "rate_limited"
+	CodeForbidden           Code = "forbidden"
+	CodeStaleNotification   Code = "stale_notification"
 	CodeInternal            Code = "internal"
 )
 

@@ -20,6 +20,10 @@ type Store interface {
 	ReleaseIssue(ctx context.Context, number string) error
 	// MarkSynced records a manual sync now, or fails with rate_limited if one was within interval.
 	MarkSynced(ctx context.Context, number string, interval time.Duration) error
+	// RecordNotification keeps n in the inbox and applies it (apply nil: unparseable) in one
+	// transaction, exactly once per DOKU Request-Id.
+	RecordNotification(ctx context.Context, n *Notification, apply func(*Invoice) Outcome) (Outcome, *Invoice, bool, error)
+	ListNotifications(ctx context.Context, f NotificationFilter) ([]*Notification, string, error)
 	Get(ctx context.Context, number string) (*Invoice, error)
 	List(ctx context.Context, f ListFilter) (items []*Invoice, nextCursor string, err error)
 	Update(ctx context.Context, number string, fn func(*Invoice) error) (*Invoice, error)
@@ -173,15 +177,16 @@ func rejection(inv *Invoice) error {
 	return &Error{Code: CodeDokuRejected, Message: "DOKU refused to issue a payment code: " + inv.FailureMessage}
 }
 
-// ApplyPayment applies a payment report from DOKU to its invoice under the row lock, through the one
-// transition function every path shares. It returns what happened and the invoice as it now is.
-func (s *Service) ApplyPayment(ctx context.Context, r PaymentReport) (Outcome, *Invoice, error) {
-	var outcome Outcome
-	inv, err := s.Store.Update(ctx, r.InvoiceNumber, func(inv *Invoice) error {
-		outcome = inv.ApplyPayment(r, s.Now())
-		return nil
-	})
-	return outcome, inv, err
+// ReceiveNotification keeps a verified notification in the inbox and applies its payment report r
+// (nil when the body could not be parsed) through the one transition function, all in one
+// transaction. redelivered is true when DOKU sent this Request-Id before and its outcome was already
+// settled: nothing was applied again.
+func (s *Service) ReceiveNotification(ctx context.Context, n *Notification, r *PaymentReport) (outcome Outcome, inv *Invoice, redelivered bool, err error) {
+	var apply func(*Invoice) Outcome
+	if r != nil {
+		apply = func(inv *Invoice) Outcome { return inv.ApplyPayment(*r, s.Now()) }
+	}
+	return s.Store.RecordNotification(ctx, n, apply)
 }
 
 // Check asks DOKU for inv's status and applies the answer through the shared transition (ApplyCheck):

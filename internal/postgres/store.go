@@ -204,7 +204,18 @@ func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invo
 		return nil, classify(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+	inv, err := s.lockAndApply(ctx, tx, number, fn)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, classify(err)
+	}
+	return inv, nil
+}
 
+// lockAndApply is Update's body inside a transaction the caller owns and commits.
+func (s *Store) lockAndApply(ctx context.Context, tx pgx.Tx, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error) {
 	inv, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices WHERE invoice_number = $1 FOR UPDATE`, number))
 	if err != nil {
 		return nil, classify(err)
@@ -218,7 +229,7 @@ func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invo
 		return nil, err
 	}
 	if mutableState(inv) == before && len(inv.Payments) == nPayments {
-		return inv, classify(tx.Commit(ctx))
+		return inv, nil
 	}
 
 	now := s.now().UTC()
@@ -256,9 +267,6 @@ func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invo
 		inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now, inv.ExpiredByGrace,
 		s.FirstCheck.Microseconds()).Scan(&inv.UpdatedAt)
 	if err != nil {
-		return nil, classify(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
 		return nil, classify(err)
 	}
 	return inv, nil

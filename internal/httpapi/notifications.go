@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// knownOutcomes are the values of ?outcome=; "flagged" stands for every mismatch.
+var knownOutcomes = []invoice.Outcome{
+	invoice.OutcomeApplied, invoice.OutcomeDuplicate, invoice.OutcomeAmountMismatch, invoice.OutcomeChannelMismatch,
+	invoice.OutcomeCodeMismatch, invoice.OutcomeIgnoredStatus, invoice.OutcomeNotIssued, invoice.OutcomeUnknownInvoice,
+	invoice.OutcomeMalformed,
+}
+
+type notificationJSON struct {
+	ID             int64             `json:"id"`
+	DokuRequestID  string            `json:"doku_request_id"`
+	InvoiceNumber  string            `json:"invoice_number"`
+	Outcome        invoice.Outcome   `json:"outcome"`
+	Deliveries     int               `json:"deliveries"`
+	ReceivedAt     string            `json:"received_at"`
+	LastReceivedAt string            `json:"last_received_at"`
+	Headers        map[string]string `json:"headers"`
+	// Body is the raw body as received; BodyJSON the same parsed, when it is JSON.
+	Body     string          `json:"body"`
+	BodyJSON json.RawMessage `json:"body_json"`
+}
+
+type notificationListJSON struct {
+	Items      []notificationJSON `json:"items"`
+	NextCursor *string            `json:"next_cursor"`
+}
+
+// listNotifications is the inbox for operations: ?outcome=flagged lists what DOKU reported and we
+// could not match — money a person has to look at.
+func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the query string is malformed",
+			Fields: []invoice.FieldError{{Field: "query", Message: "is not a valid URL query string"}}})
+		return
+	}
+	f := invoice.NotificationFilter{Limit: defaultPageSize}
+	var errs []invoice.FieldError
+	for key, vals := range q {
+		v := vals[len(vals)-1]
+		switch key {
+		case "outcome":
+			for _, part := range vals {
+				for _, o := range strings.Split(part, ",") {
+					switch {
+					case o == "flagged":
+						f.Outcomes = append(f.Outcomes, invoice.OutcomeAmountMismatch, invoice.OutcomeChannelMismatch, invoice.OutcomeCodeMismatch)
+					case slices.Contains(knownOutcomes, invoice.Outcome(o)):
+						f.Outcomes = append(f.Outcomes, invoice.Outcome(o))
+					default:
+						errs = append(errs, invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)})
+					}
+				}
+			}
+		case "invoice_number":
+			if invoice.CheckInvoiceNumber(v) != "" || len(vals) != 1 {
+				errs = append(errs, invoice.FieldError{Field: key, Message: "must be one valid invoice number"})
+			}
+			f.InvoiceNumber = v
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxPageSize || len(vals) != 1 {
+				errs = append(errs, invoice.FieldError{Field: key, Message: "must be an integer from 1 to " + strconv.Itoa(maxPageSize)})
+			}
+			f.Limit = n
+		case "cursor":
+			f.Cursor = v
+		default:
+			errs = append(errs, invoice.FieldError{Field: key, Message: "is not a known query parameter"})
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b invoice.FieldError) int { return strings.Compare(a.Field, b.Field) })
+		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the query has invalid parameters", Fields: errs})
+		return
+	}
+	items, next, err := h.svc.Store.ListNotifications(r.Context(), f)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := notificationListJSON{Items: make([]notificationJSON, 0, len(items)), NextCursor: optString(next)}
+	for _, n := range items {
+		j := notificationJSON{ID: n.ID, DokuRequestID: n.RequestID, InvoiceNumber: n.InvoiceNumber, Outcome: n.Outcome,
+			Deliveries: n.Deliveries, ReceivedAt: rfc3339(n.ReceivedAt), LastReceivedAt: rfc3339(n.LastReceivedAt),
+			Headers: n.Headers, Body: strings.ToValidUTF8(string(n.Body), "\uFFFD"), BodyJSON: json.RawMessage("null")}
+		if json.Valid(n.Body) {
+			j.BodyJSON = n.Body
+		}
+		out.Items = append(out.Items, j)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
