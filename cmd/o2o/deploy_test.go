@@ -119,3 +119,72 @@ func TestDockerfileCopiesWhatTheBuildNeeds(t *testing.T) {
 		t.Errorf("Dockerfile's Go image does not match go.mod's go %v", goVersion)
 	}
 }
+
+// The README's configuration table is the operator's reference: every setting the service reads is
+// in it with its real default, and it names nothing the service does not read.
+func TestReadmeConfigTableMatchesConfig(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	start := strings.Index(text, "\n## Configuration\n")
+	if start < 0 {
+		t.Fatal("README has no Configuration section")
+	}
+	section := text[start+1:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+
+	defaults := map[string]string{}
+	collectDefaults(reflect.TypeOf(config.Config{}), defaults)
+	documented := map[string]bool{}
+	code := regexp.MustCompile("`([^`]*)`")
+	for _, line := range strings.Split(section, "\n") {
+		cols := strings.Split(line, "|")
+		if len(cols) < 4 || !strings.Contains(cols[1], "`") {
+			continue
+		}
+		var names, values []string
+		for _, m := range code.FindAllStringSubmatch(cols[1], -1) {
+			names = append(names, m[1])
+		}
+		for _, m := range code.FindAllStringSubmatch(cols[2], -1) {
+			values = append(values, m[1])
+		}
+		for i, name := range names {
+			want, known := defaults[name]
+			if !known {
+				t.Errorf("README documents %s, which the config does not read", name)
+				continue
+			}
+			documented[name] = true
+			got := ""
+			if len(values) == len(names) {
+				got = values[i]
+			}
+			if got != want {
+				t.Errorf("README gives %s the default %q, the config %q", name, got, want)
+			}
+		}
+	}
+	for name := range defaults {
+		if !documented[name] {
+			t.Errorf("README's configuration table lacks %s", name)
+		}
+	}
+}
+
+func collectDefaults(t reflect.Type, into map[string]string) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous {
+			collectDefaults(f.Type, into)
+			continue
+		}
+		if k := f.Tag.Get("envconfig"); k != "" {
+			into[k] = f.Tag.Get("default")
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/merchant/o2o/internal/doku"
 	"github.com/merchant/o2o/internal/httpapi"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/postgres"
 	"github.com/merchant/o2o/internal/worker"
 )
@@ -139,8 +141,10 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	pool := m.Pool()
+	mx := metrics.New(pool)
 	store := postgres.NewStore(pool)
 	store.FirstCheck = cfg.ReconcileSchedule[0]
+	store.Metrics = mx
 
 	dokuClient := doku.New(doku.Config{
 		BaseURL:   cfg.DokuBaseURL,
@@ -148,6 +152,8 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		SecretKey: cfg.DokuSecretKey.Value(),
 		Timeout:   cfg.DokuTimeout,
 		MaxConns:  int(cfg.DBMaxConns) * 4,
+		Metrics:   mx,
+		Logger:    log,
 	})
 	svc := invoice.NewService(store, dokuClient, cfg.DokuTimeout)
 	svc.ExpiryGrace = cfg.ExpiryGrace
@@ -165,8 +171,10 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 			Secret:   []byte(cfg.DokuSecretKey.Value()),
 			Target:   cfg.DokuNotificationPath,
 		},
-		Ready:  func(ctx context.Context) error { return store.Ready(ctx, m) },
-		Logger: log,
+		Ready:        func(ctx context.Context) error { return store.Ready(ctx, m) },
+		Logger:       log,
+		Metrics:      mx,
+		ServeMetrics: cfg.MetricsAddr == "",
 	})
 
 	srv := httpapi.NewHTTPServer(handler, cfg.DokuTimeout)
@@ -183,7 +191,7 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	}
 
 	resumer := &worker.Resumer{
-		Claimer: store, Service: svc, Log: log.With().Str("worker", "resumer").Logger(),
+		Claimer: store, Service: svc, Log: log.With().Str("worker", "resumer").Logger(), Metrics: mx,
 		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency,
 		BaseBackoff: cfg.ResumerBaseBackoff, MaxBackoff: cfg.ResumerMaxBackoff, MaxAttempts: cfg.ResumerMaxAttempts,
 	}
@@ -191,7 +199,7 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	defer stopWorkers()
 	var workers sync.WaitGroup
 	reconciler := &worker.Reconciler{
-		Claimer: store, Service: svc, Log: log.With().Str("worker", "reconciler").Logger(),
+		Claimer: store, Service: svc, Log: log.With().Str("worker", "reconciler").Logger(), Metrics: mx,
 		Interval: cfg.ReconcileInterval, Batch: cfg.ReconcileBatch, Concurrency: cfg.ReconcileConcurrency,
 		Schedule: cfg.ReconcileSchedule,
 	}
@@ -200,8 +208,16 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		go func() { defer workers.Done(); _ = w.Run(workersCtx) }()
 	}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	var admin *http.Server
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", mx.Handler())
+		admin = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { errc <- admin.ListenAndServe() }()
+		log.Info().Str("addr", cfg.MetricsAddr).Msg("metrics on the admin address")
+	}
 	var serveErr error
 	select {
 	case err := <-errc:
@@ -217,6 +233,9 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("shutdown deadline passed; closing remaining connections")
 		_ = srv.Close()
+	}
+	if admin != nil {
+		_ = admin.Shutdown(shutdownCtx)
 	}
 	stopWorkers()
 	workers.Wait()

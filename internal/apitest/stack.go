@@ -22,6 +22,7 @@ import (
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/httpapi"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/pgtest"
 	"github.com/merchant/o2o/internal/postgres"
 	"github.com/merchant/o2o/internal/worker"
@@ -55,6 +56,7 @@ type Stack struct {
 	URL     string
 	Client  *http.Client
 	Logs    *SyncBuffer
+	Metrics *metrics.Metrics
 }
 
 // SyncBuffer is a goroutine-safe log sink.
@@ -113,8 +115,11 @@ func New(t testing.TB, opts Options) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { migrator.Close() })
+	s.Metrics = metrics.New(s.DB.Pool)
 	s.Store = postgres.NewStore(s.DB.Pool)
-	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout})
+	s.Store.Metrics = s.Metrics
+	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout,
+		Metrics: s.Metrics, Logger: log.With().Str("service", "o2o").Logger()})
 	s.Service = invoice.NewService(s.Store, client, opts.DokuTimeout)
 	handler = httpapi.NewServer(httpapi.Config{
 		APIKeyDigests: httpapi.KeyDigests(APIKey, APIKey2), NotificationPath: NotificationPath, Limits: limits,
@@ -124,6 +129,8 @@ func New(t testing.TB, opts Options) *Stack {
 		Notifications: doku.Verifier{ClientID: ClientID, Secret: []byte(SecretKey), Target: NotificationPath},
 		Ready:         func(ctx context.Context) error { return s.Store.Ready(ctx, migrator) },
 		Logger:        log.With().Str("service", "o2o").Logger(),
+		Metrics:       s.Metrics,
+		ServeMetrics:  true,
 	})
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: t, Base: http.DefaultTransport}}
 	return s
@@ -273,7 +280,7 @@ func (s *Stack) Count(query string, args ...any) int {
 // Resumer returns a resumer over the stack with test-sized backoff.
 func (s *Stack) Resumer(maxAttempts int) *worker.Resumer {
 	return &worker.Resumer{
-		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs),
+		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs), Metrics: s.Metrics,
 		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8,
 		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxAttempts: maxAttempts,
 	}
@@ -282,7 +289,7 @@ func (s *Stack) Resumer(maxAttempts int) *worker.Resumer {
 // Reconciler returns a reconciler over the stack.
 func (s *Stack) Reconciler() *worker.Reconciler {
 	return &worker.Reconciler{
-		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs),
+		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs), Metrics: s.Metrics,
 		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8, Schedule: worker.DefaultSchedule,
 	}
 }

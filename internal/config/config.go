@@ -43,8 +43,10 @@ type Database struct {
 type Config struct {
 	Database
 
-	HTTPAddr string   `envconfig:"HTTP_ADDR" default:":8080"`
-	APIKeys  []Secret `envconfig:"API_KEYS"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
+	// MetricsAddr, when set, serves /metrics on this separate (admin) address instead of HTTP_ADDR.
+	MetricsAddr string   `envconfig:"METRICS_ADDR"`
+	APIKeys     []Secret `envconfig:"API_KEYS"`
 	// APIKeyHashes are keys given as hex SHA-256 digests, so the config holds no usable key.
 	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536"`

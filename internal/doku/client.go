@@ -3,6 +3,7 @@ package doku
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 )
 
 // Paths of DOKU's O2O endpoints (REFERENCE.md §1). Alfa uses the path all three official plugins call;
@@ -79,6 +83,10 @@ type Config struct {
 	// MaxConns bounds idle keep-alive connections kept to DOKU; it should match the concurrency the
 	// service can have in flight towards DOKU, or connections are closed and redialled under load.
 	MaxConns int
+	// Metrics counts calls by endpoint and outcome; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Logger logs each call when the context carries no request logger.
+	Logger zerolog.Logger
 }
 
 // Client calls DOKU. It is safe for concurrent use and reuses connections.
@@ -88,6 +96,8 @@ type Client struct {
 	secret   []byte
 	http     *http.Client
 	now      func() time.Time
+	metrics  *metrics.Metrics
+	log      zerolog.Logger
 }
 
 // New returns a Client for cfg.
@@ -113,13 +123,62 @@ func New(cfg Config) *Client {
 		secret:   []byte(cfg.SecretKey),
 		http:     &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		now:      time.Now,
+		metrics:  cfg.Metrics,
+		log:      cfg.Logger,
 	}
+}
+
+// call is one DOKU call, observed when it ends.
+type call struct {
+	endpoint, requestID, invoiceNumber string
+	start                              time.Time
+}
+
+// done counts and logs a finished call: endpoint, outcome, HTTP status, latency and the Request-Id,
+// with the request's logger (and so its request id) when there is one.
+func (c *Client) done(ctx context.Context, k call, status int, outcome string, err error) {
+	d := time.Since(k.start)
+	c.metrics.DokuCall(k.endpoint, outcome, d)
+	log := zerolog.Ctx(ctx)
+	if log.GetLevel() == zerolog.Disabled {
+		log = &c.log
+	}
+	ev := log.Info()
+	if outcome == "unavailable" {
+		ev = log.Warn().Err(err)
+	}
+	ev.Str("doku_endpoint", k.endpoint).Str("outcome", outcome).Int("http_status", status).
+		Float64("duration_ms", float64(d.Microseconds())/1000).Str("doku_request_id", k.requestID).
+		Str("invoice_number", k.invoiceNumber).Msg("doku call")
+}
+
+func outcomeOf(status int, err error) string {
+	switch {
+	case err == nil && status == http.StatusConflict:
+		return "replayed"
+	case err == nil:
+		return "ok"
+	case IsRejection(err):
+		return "rejected"
+	}
+	return "unavailable"
 }
 
 // GeneratePaymentCode asks DOKU for a payment code, sending body — built once by GenerateBody and
 // stored with the invoice — under requestID. DOKU's 409 replay of an earlier identical request is
 // success: it carries the code issued the first time.
-func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, requestID string, body []byte) (invoice.Issued, error) {
+func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, requestID string, body []byte) (is invoice.Issued, err error) {
+	k := call{endpoint: "generate_" + string(ch), requestID: requestID, start: time.Now()}
+	var number struct {
+		Order struct {
+			InvoiceNumber string `json:"invoice_number"`
+		} `json:"order"`
+	}
+	_ = json.Unmarshal(body, &number) // for the log line only
+	k.invoiceNumber = number.Order.InvoiceNumber
+	status := 0
+	defer func() { c.done(ctx, k, status, outcomeOf(status, err), err) }()
+
 	status, respBody, err := c.do(ctx, http.MethodPost, GeneratePath(ch), requestID, body)
 	if err != nil {
 		return invoice.Issued{}, err

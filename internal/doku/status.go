@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -19,8 +20,11 @@ func StatusPath(id string) string { return PathStatusPrefix + url.PathEscape(id)
 // CheckStatus asks DOKU for an order's status (REFERENCE.md §5): a GET signed without a Digest line,
 // under a fresh Request-Id (a read needs no idempotency). The answer is translated into a payment
 // report with DokuStatus PENDING, SUCCESS or EXPIRED; an unknown invoice is a *APIError.
-func (c *Client) CheckStatus(ctx context.Context, invoiceNumber string) (invoice.PaymentReport, error) {
-	status, body, err := c.do(ctx, http.MethodGet, StatusPath(invoiceNumber), uuid.NewString(), nil)
+func (c *Client) CheckStatus(ctx context.Context, invoiceNumber string) (r invoice.PaymentReport, err error) {
+	k := call{endpoint: "check_status", requestID: uuid.NewString(), invoiceNumber: invoiceNumber, start: time.Now()}
+	status := 0
+	defer func() { c.done(ctx, k, status, outcomeOf(status, err), err) }()
+	status, body, err := c.do(ctx, http.MethodGet, StatusPath(invoiceNumber), k.requestID, nil)
 	if err != nil {
 		return invoice.PaymentReport{}, err
 	}

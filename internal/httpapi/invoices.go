@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -69,6 +70,43 @@ func (h *handlers) syncInvoice(w http.ResponseWriter, r *http.Request) {
 			Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
 	}
 	writeJSON(w, http.StatusOK, toJSON(inv))
+}
+
+type eventJSON struct {
+	At     string         `json:"at"`
+	Source string         `json:"source"`
+	Kind   string         `json:"kind"`
+	From   *string        `json:"from_status"`
+	To     *string        `json:"to_status"`
+	Detail map[string]any `json:"detail"`
+}
+
+// invoiceEvents is an invoice's history: every status change, payment, DOKU call and notification,
+// oldest first, with time and source — why the invoice is where it is.
+func (h *handlers) invoiceEvents(w http.ResponseWriter, r *http.Request) {
+	number := chi.URLParam(r, "invoice_number")
+	if invoice.CheckInvoiceNumber(number) != "" {
+		writeError(w, r, invoice.ErrNotFound)
+		return
+	}
+	evs, err := h.svc.Store.Events(r.Context(), number)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := struct {
+		InvoiceNumber string      `json:"invoice_number"`
+		Items         []eventJSON `json:"items"`
+	}{InvoiceNumber: number, Items: make([]eventJSON, 0, len(evs))}
+	for _, e := range evs {
+		d := e.Detail
+		if d == nil {
+			d = map[string]any{}
+		}
+		out.Items = append(out.Items, eventJSON{At: e.At.UTC().Format(time.RFC3339Nano), Source: string(e.Source),
+			Kind: string(e.Kind), From: optString(string(e.From)), To: optString(string(e.To)), Detail: d})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 const (

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 )
 
 type ctxKey int
@@ -53,7 +54,7 @@ func newRequestID() string {
 
 // accessLog gives every request an id (honouring a valid incoming X-Request-Id and echoing it), puts a
 // logger carrying that id in the context, recovers panics as 500s, and writes one line per request.
-func accessLog(base zerolog.Logger) func(http.Handler) http.Handler {
+func accessLog(base zerolog.Logger, m *metrics.Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -83,6 +84,7 @@ func accessLog(base zerolog.Logger) func(http.Handler) http.Handler {
 				if status == 0 {
 					status = http.StatusOK
 				}
+				m.HTTPRequest(route, r.Method, status, time.Since(start))
 				log.Info().
 					Str("method", r.Method).
 					Str("route", route).

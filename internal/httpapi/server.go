@@ -10,7 +10,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/merchant/o2o/api"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 )
 
 // NotificationReader verifies and parses DOKU's notifications (doku.Verifier).
@@ -35,6 +37,9 @@ type Deps struct {
 	// Ready reports whether the service can do its work (database reachable, schema current).
 	Ready  func(ctx context.Context) error
 	Logger zerolog.Logger
+	// Metrics is counted into and, unless ServeMetrics is false, served at GET /metrics.
+	Metrics      *metrics.Metrics
+	ServeMetrics bool
 }
 
 // NewServer returns the service's HTTP handler.
@@ -42,10 +47,11 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
 	}
-	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, webhook: cfg.Webhook}
+	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready,
+		webhook: cfg.Webhook, metrics: deps.Metrics}
 
 	r := chi.NewRouter()
-	r.Use(accessLog(deps.Logger))
+	r.Use(accessLog(deps.Logger, deps.Metrics))
 	r.Use(limitBody(cfg.MaxBodyBytes))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invoice.Errorf(invoice.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
@@ -56,6 +62,10 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 
 	r.Get("/healthz", h.healthz)
 	r.Get("/readyz", h.readyz)
+	r.Get("/openapi.yaml", serveSpec)
+	if deps.ServeMetrics && deps.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", deps.Metrics.Handler())
+	}
 	// DOKU cannot send our API key: the webhook is authenticated by its signature instead.
 	r.Post(cfg.NotificationPath, h.dokuNotification)
 
@@ -67,6 +77,7 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 		r.Get("/", h.listInvoices)
 		r.Get("/{invoice_number}", h.getInvoice)
 		r.Post("/{invoice_number}/sync", h.syncInvoice)
+		r.Get("/{invoice_number}/events", h.invoiceEvents)
 	})
 	return r
 }
@@ -91,6 +102,14 @@ type handlers struct {
 	notifications NotificationReader
 	ready         func(ctx context.Context) error
 	webhook       WebhookConfig
+	metrics       *metrics.Metrics
+}
+
+// serveSpec serves the HTTP contract the service is tested against.
+func serveSpec(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(api.OpenAPI)
 }
 
 func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,13 +31,6 @@ type notificationAck struct {
 	Outcome invoice.Outcome `json:"outcome"`
 }
 
-// rejectedNotifications counts notifications refused before anything was stored (bad signature,
-// another Client-Id, outside the allowed networks, too old). Exposed as a metric.
-var rejectedNotifications atomic.Int64
-
-// RejectedNotifications is how many notifications were refused before being stored.
-func RejectedNotifications() int64 { return rejectedNotifications.Load() }
-
 // dokuNotification is DOKU's payment webhook. The signature is checked over the raw bytes before any
 // of the body is believed; a genuine notification is then kept in the inbox and applied through the
 // shared transition in one transaction. Answers follow what DOKU acts on: 2xx stops its retries,
@@ -46,14 +38,14 @@ func RejectedNotifications() int64 { return rejectedNotifications.Load() }
 func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
 	log := zerolog.Ctx(r.Context())
 	refuse := func(err error, reason string) {
-		rejectedNotifications.Add(1)
+		h.metrics.Notification(reason)
 		// Logged without the body: a refused sender may be anyone, with anything.
 		log.Warn().Str("reason", reason).Str("remote_addr", r.RemoteAddr).Int64("content_length", r.ContentLength).
 			Str("client_id", truncate(r.Header.Get("Client-Id"), 64)).Msg("notification refused")
 		writeError(w, r, err)
 	}
 	if len(h.webhook.AllowedNetworks) > 0 && !allowed(r.RemoteAddr, h.webhook.AllowedNetworks) {
-		refuse(invoice.Errorf(invoice.CodeForbidden, "notifications are not accepted from this network"), "network")
+		refuse(invoice.Errorf(invoice.CodeForbidden, "notifications are not accepted from this network"), "forbidden")
 		return
 	}
 	body, err := io.ReadAll(r.Body)
@@ -68,7 +60,7 @@ func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
 	}
 	report, err := h.notifications.ReadNotification(r.Header, body)
 	if invoice.ErrorCode(err) == invoice.CodeBadSignature {
-		refuse(err, "signature")
+		refuse(err, "bad_signature")
 		return
 	}
 	if h.webhook.MaxAge > 0 && !fresh(r.Header.Get("Request-Timestamp"), h.webhook.MaxAge) {
@@ -92,6 +84,11 @@ func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
 	if serr != nil {
 		writeError(w, r, serr) // nothing stored: DOKU retries after our 503
 		return
+	}
+	if redelivered {
+		h.metrics.Notification("redelivered")
+	} else {
+		h.metrics.Notification(string(outcome))
 	}
 
 	switch {

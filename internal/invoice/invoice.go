@@ -82,7 +82,9 @@ type Invoice struct {
 	// IssueAttempts counts the DOKU generate attempts claimed for this invoice.
 	IssueAttempts int
 
-	Payments  []Payment
+	Payments []Payment
+	// NewEvents are history entries recorded by this change and not stored yet.
+	NewEvents []Event
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

@@ -16,8 +16,12 @@ type Store interface {
 	// ClaimIssue takes the issue lease of a creating invoice if nobody holds it (ok false otherwise)
 	// and schedules the resumer's next attempt after backoff.
 	ClaimIssue(ctx context.Context, number string, lease, backoff time.Duration) (inv *Invoice, ok bool, err error)
-	// ReleaseIssue gives the lease up after a DOKU call whose outcome is unknown.
-	ReleaseIssue(ctx context.Context, number string) error
+	// ReleaseIssue gives the lease up after a DOKU call whose outcome is unknown, recording ev.
+	ReleaseIssue(ctx context.Context, number string, ev Event) error
+	// AddEvent adds ev to the invoice's history on its own (for calls that changed nothing).
+	AddEvent(ctx context.Context, number string, ev Event) error
+	// Events is the invoice's history, oldest first.
+	Events(ctx context.Context, number string) ([]Event, error)
 	// MarkSynced records a manual sync now, or fails with rate_limited if one was within interval.
 	MarkSynced(ctx context.Context, number string, interval time.Duration) error
 	// RecordNotification keeps n in the inbox and applies it (apply nil: unparseable) in one
@@ -103,24 +107,24 @@ func (s *Service) Create(ctx context.Context, req *Invoice) (inv *Invoice, creat
 		return inv, false, Errorf(CodeInvoiceExists, "invoice %s already exists with different details", req.Number)
 	}
 	if created {
-		inv, err = s.Issue(ctx, inv) // the insert took the lease
+		inv, err = s.Issue(ctx, inv, SourceAPI) // the insert took the lease
 		return inv, true, err
 	}
-	inv, err = s.finish(ctx, inv)
+	inv, err = s.finish(ctx, inv, SourceAPI)
 	return inv, false, err
 }
 
 // finish brings a stored invoice to where the caller can be answered: a creating one is issued if
 // nobody else holds its lease right now (request_in_progress otherwise), a failed one is DOKU's
 // refusal again — never a second call — and any other is returned as it is.
-func (s *Service) finish(ctx context.Context, inv *Invoice) (*Invoice, error) {
+func (s *Service) finish(ctx context.Context, inv *Invoice, source Source) (*Invoice, error) {
 	if inv.Status == StatusCreating {
 		claimed, ok, err := s.Store.ClaimIssue(ctx, inv.Number, s.IssueLease, s.ResumeAfter)
 		if err != nil {
 			return inv, err
 		}
 		if ok {
-			return s.Issue(ctx, claimed)
+			return s.Issue(ctx, claimed, source)
 		}
 		// Held by someone else, or finished in between: look again.
 		if inv, err = s.Store.Get(ctx, inv.Number); err != nil {
@@ -136,31 +140,41 @@ func (s *Service) finish(ctx context.Context, inv *Invoice) (*Invoice, error) {
 	return inv, nil
 }
 
-// Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer. The
-// caller must hold inv's issue lease. The DOKU call and the store step are detached from ctx's
-// cancellation: a client hanging up mid-call must not throw away a code DOKU has already issued. The
-// gateway's own timeout bounds the call.
-func (s *Service) Issue(ctx context.Context, inv *Invoice) (*Invoice, error) {
+// Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer and the
+// call in the invoice's history. The caller must hold inv's issue lease. The DOKU call and the store
+// step are detached from ctx's cancellation: a client hanging up mid-call must not throw away a code
+// DOKU has already issued. The gateway's own timeout bounds the call.
+func (s *Service) Issue(ctx context.Context, inv *Invoice, source Source) (*Invoice, error) {
 	ctx = context.WithoutCancel(ctx)
+	start := s.Now()
 	issued, gwErr := s.Gateway.Issue(ctx, inv)
+	call := Event{Source: source, Kind: EventDokuGenerate, Detail: map[string]any{
+		"doku_request_id": inv.DokuRequestID, "attempt": inv.IssueAttempts, "duration_ms": s.Now().Sub(start).Milliseconds()}}
 	var apply func(*Invoice) error
 	switch {
 	case gwErr == nil:
 		if issued.ExpiresAt.IsZero() {
 			issued.ExpiresAt = inv.CreatedAt.Add(time.Duration(inv.ExpiresInMinutes) * time.Minute)
 		}
-		apply = func(inv *Invoice) error { inv.MarkIssued(issued); return nil }
+		call.Detail["result"], call.Detail["payment_code"] = "issued", issued.PaymentCode
+		apply = func(inv *Invoice) error { inv.Record(call); inv.MarkIssued(issued, source); return nil }
 	case ErrorCode(gwErr) == CodeDokuRejected:
 		msg := gwErr.Error()
 		var e *Error
 		if errors.As(gwErr, &e) {
 			msg = e.Message
 		}
-		apply = func(inv *Invoice) error { inv.MarkFailed(string(CodeDokuRejected), msg); return nil }
+		call.Detail["result"], call.Detail["message"] = "rejected", msg
+		apply = func(inv *Invoice) error {
+			inv.Record(call)
+			inv.MarkFailed(string(CodeDokuRejected), msg, source)
+			return nil
+		}
 	default:
 		// Unknown outcome: the invoice stays creating, to be finished with the same Request-Id.
 		// If the release fails too, the lease runs out by itself.
-		_ = s.Store.ReleaseIssue(ctx, inv.Number)
+		call.Detail["result"], call.Detail["error"] = "unavailable", gwErr.Error()
+		_ = s.Store.ReleaseIssue(ctx, inv.Number, call)
 		return inv, gwErr
 	}
 	updated, err := s.Store.Update(ctx, inv.Number, apply)
@@ -184,7 +198,12 @@ func rejection(inv *Invoice) error {
 func (s *Service) ReceiveNotification(ctx context.Context, n *Notification, r *PaymentReport) (outcome Outcome, inv *Invoice, redelivered bool, err error) {
 	var apply func(*Invoice) Outcome
 	if r != nil {
-		apply = func(inv *Invoice) Outcome { return inv.ApplyPayment(*r, s.Now()) }
+		apply = func(inv *Invoice) Outcome {
+			outcome := inv.ApplyPayment(*r, s.Now())
+			inv.Record(Event{Source: SourceWebhook, Kind: EventNotification, Detail: map[string]any{
+				"doku_request_id": n.RequestID, "outcome": outcome, "doku_status": r.DokuStatus, "amount": r.Amount}})
+			return outcome
+		}
 	}
 	return s.Store.RecordNotification(ctx, n, apply)
 }
@@ -193,14 +212,20 @@ func (s *Service) ReceiveNotification(ctx context.Context, n *Notification, r *P
 // the reconciler and manual sync use it, so a payment found by polling is the same payment a
 // notification would have recorded, and is recorded once whichever comes first.
 func (s *Service) Check(ctx context.Context, inv *Invoice, source Source) (Outcome, *Invoice, error) {
+	start := s.Now()
 	r, err := s.Gateway.Check(context.WithoutCancel(ctx), inv.Number)
+	call := Event{Source: source, Kind: EventDokuCheck, Detail: map[string]any{"duration_ms": s.Now().Sub(start).Milliseconds()}}
 	if err != nil {
+		call.Detail["result"], call.Detail["error"] = "failed", err.Error()
+		_ = s.Store.AddEvent(ctx, inv.Number, call) // history only; the next check follows the schedule
 		return "", inv, err
 	}
 	r.Source = source
 	var outcome Outcome
 	updated, err := s.Store.Update(ctx, inv.Number, func(cur *Invoice) error {
 		outcome = cur.ApplyCheck(r, s.Now(), s.ExpiryGrace)
+		call.Detail["doku_status"], call.Detail["outcome"] = r.DokuStatus, outcome
+		cur.Record(call)
 		return nil
 	})
 	if err != nil {
@@ -222,7 +247,7 @@ func (s *Service) Sync(ctx context.Context, number string) (*Invoice, Outcome, e
 	}
 	switch inv.Status {
 	case StatusCreating:
-		inv, err = s.finish(ctx, inv)
+		inv, err = s.finish(ctx, inv, SourceSync)
 		return inv, "", err
 	case StatusFailed:
 		return inv, "", nil

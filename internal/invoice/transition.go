@@ -85,6 +85,8 @@ func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
 	if paidAt.IsZero() {
 		paidAt = now
 	}
+	inv.Record(Event{Source: r.Source, Kind: EventPayment, Detail: map[string]any{
+		"amount": r.Amount, "paid_at": paidAt.UTC(), "identifiers": r.Identifiers, "doku_request_id": r.RequestID}})
 	inv.Payments = append(inv.Payments, Payment{
 		DedupeKey:   key,
 		Amount:      r.Amount,
@@ -100,7 +102,9 @@ func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
 		t := paidAt.UTC()
 		inv.PaidAt = &t
 	}
-	inv.Status = StatusPaid
+	if inv.Status != StatusPaid {
+		inv.moveTo(StatusPaid, r.Source, map[string]any{"paid_after_expiry": inv.PaidAfterExpiry})
+	}
 	return OutcomeApplied
 }
 
@@ -128,11 +132,11 @@ type Issued struct {
 
 // MarkIssued moves a creating invoice to pending with its code. It reports false, changing nothing,
 // when the invoice has already left creating (another request or the resumer finished it first).
-func (inv *Invoice) MarkIssued(is Issued) bool {
+func (inv *Invoice) MarkIssued(is Issued, source Source) bool {
 	if inv.Status != StatusCreating {
 		return false
 	}
-	inv.Status = StatusPending
+	inv.moveTo(StatusPending, source, nil)
 	inv.PaymentCode = is.PaymentCode
 	inv.HowToPayPage = is.HowToPayPage
 	inv.HowToPayAPI = is.HowToPayAPI
@@ -143,11 +147,11 @@ func (inv *Invoice) MarkIssued(is Issued) bool {
 
 // MarkFailed records DOKU's definite refusal to issue a code. Like MarkIssued it only moves a
 // creating invoice.
-func (inv *Invoice) MarkFailed(code, message string) bool {
+func (inv *Invoice) MarkFailed(code, message string, source Source) bool {
 	if inv.Status != StatusCreating {
 		return false
 	}
-	inv.Status = StatusFailed
+	inv.moveTo(StatusFailed, source, map[string]any{"message": message})
 	inv.FailureCode = code
 	inv.FailureMessage = message
 	return true
@@ -169,12 +173,12 @@ func (inv *Invoice) ApplyCheck(r PaymentReport, now time.Time, grace time.Durati
 		return inv.ApplyPayment(r, now)
 	case DokuExpired:
 		if inv.Status == StatusPending {
-			inv.Status = StatusExpired
+			inv.moveTo(StatusExpired, r.Source, map[string]any{"reason": "DOKU reports the code expired"})
 			return OutcomeExpired
 		}
 	case DokuPending:
 		if inv.Status == StatusPending && inv.ExpiresAt != nil && now.After(inv.ExpiresAt.Add(grace)) {
-			inv.Status = StatusExpired
+			inv.moveTo(StatusExpired, r.Source, map[string]any{"reason": "past expiry and grace period while DOKU still reports PENDING"})
 			inv.ExpiredByGrace = true
 			return OutcomeExpired
 		}

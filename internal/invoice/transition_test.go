@@ -106,17 +106,17 @@ func TestPaidAfterExpiryIsFlagged(t *testing.T) {
 
 func TestMarkIssuedAndFailedOnlyFromCreating(t *testing.T) {
 	inv := &Invoice{Status: StatusCreating}
-	if !inv.MarkIssued(Issued{PaymentCode: "1", ExpiresAt: time.Now()}) || inv.Status != StatusPending {
+	if !inv.MarkIssued(Issued{PaymentCode: "1", ExpiresAt: time.Now()}, SourceAPI) || inv.Status != StatusPending {
 		t.Fatal("creating -> pending refused")
 	}
-	if inv.MarkIssued(Issued{PaymentCode: "2"}) || inv.PaymentCode != "1" {
+	if inv.MarkIssued(Issued{PaymentCode: "2"}, SourceAPI) || inv.PaymentCode != "1" {
 		t.Fatal("a second issue replaced the code")
 	}
-	if inv.MarkFailed("x", "y") || inv.Status != StatusPending {
+	if inv.MarkFailed("x", "y", SourceAPI) || inv.Status != StatusPending {
 		t.Fatal("a pending invoice was failed")
 	}
 	inv = &Invoice{Status: StatusCreating}
-	if !inv.MarkFailed("doku_rejected", "no") || inv.Status != StatusFailed || inv.FailureMessage != "no" {
+	if !inv.MarkFailed("doku_rejected", "no", SourceAPI) || inv.Status != StatusFailed || inv.FailureMessage != "no" {
 		t.Fatal("creating -> failed refused")
 	}
 }

@@ -66,6 +66,9 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 	if err := tx.Commit(ctx); err != nil {
 		return "", nil, false, classify(err)
 	}
+	if inv != nil {
+		s.countTransitions(inv)
+	}
 	n.ID = id
 	return outcome, inv, false, nil
 }

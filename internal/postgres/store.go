@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 )
 
 // Store is the invoice store. Every method is one short transaction or one statement; none is held
@@ -19,6 +21,8 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// Metrics counts status transitions; nil counts nothing.
+	Metrics *metrics.Metrics
 	// FirstCheck is how long after a code is issued the reconciler first checks its status.
 	FirstCheck time.Duration
 }
@@ -58,19 +62,26 @@ func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Dur
 	if len(inv.Metadata) > 0 {
 		metadata = []byte(inv.Metadata)
 	}
+	// One statement: the invoice and the first entry of its history.
 	row := s.pool.QueryRow(ctx, `
-		INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, customer_email,
-			expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body,
-			issue_lease_until, issue_attempts, next_issue_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-			now() + $14 * interval '1 microsecond', 1, now() + $14 * interval '1 microsecond')
-		ON CONFLICT (invoice_number) DO NOTHING
-		RETURNING `+invoiceColumns,
+		WITH ins AS (
+			INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, customer_email,
+				expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body,
+				issue_lease_until, issue_attempts, next_issue_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+				now() + $14 * interval '1 microsecond', 1, now() + $14 * interval '1 microsecond')
+			ON CONFLICT (invoice_number) DO NOTHING
+			RETURNING *),
+		ev AS (
+			INSERT INTO invoice_events (invoice_id, source, kind, to_status, detail)
+			SELECT id, 'api', 'created', status, jsonb_build_object('doku_request_id', doku_request_id) FROM ins)
+		SELECT `+invoiceColumns+` FROM ins`,
 		inv.Number, inv.Channel, inv.Amount, inv.Status, inv.Customer.Name, inv.Customer.Email,
 		inv.ExpiresInMinutes, inv.Reusable, inv.Info, inv.ReceiptFooter, metadata, inv.DokuRequestID,
 		inv.DokuRequestBody, lease.Microseconds())
 	created, err := scanInvoice(row)
 	if err == nil {
+		s.Metrics.Transition(string(created.Channel), "", string(created.Status))
 		return created, true, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
@@ -211,7 +222,17 @@ func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invo
 	if err := tx.Commit(ctx); err != nil {
 		return nil, classify(err)
 	}
+	s.countTransitions(inv)
 	return inv, nil
+}
+
+// countTransitions reports the status changes of a committed change to the metrics.
+func (s *Store) countTransitions(inv *invoice.Invoice) {
+	for _, e := range inv.NewEvents {
+		if e.Kind == invoice.EventStatus {
+			s.Metrics.Transition(string(inv.Channel), string(e.From), string(e.To))
+		}
+	}
 }
 
 // lockAndApply is Update's body inside a transaction the caller owns and commits.
@@ -226,6 +247,9 @@ func (s *Store) lockAndApply(ctx context.Context, tx pgx.Tx, number string, fn f
 	before := mutableState(inv)
 	nPayments := len(inv.Payments)
 	if err := fn(inv); err != nil {
+		return nil, err
+	}
+	if err := s.insertEvents(ctx, tx, inv.ID, inv.NewEvents); err != nil {
 		return nil, err
 	}
 	if mutableState(inv) == before && len(inv.Payments) == nPayments {
@@ -328,10 +352,107 @@ func (s *Store) ClaimIssue(ctx context.Context, number string, lease, backoff ti
 }
 
 // ReleaseIssue gives up the issue lease after a DOKU call whose outcome is unknown, so that the next
-// retry, by the client or the resumer, need not wait for the lease to run out.
-func (s *Store) ReleaseIssue(ctx context.Context, number string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE invoices SET issue_lease_until = NULL WHERE invoice_number = $1 AND status = 'creating'`, number)
+// retry, by the client or the resumer, need not wait for the lease to run out, and records the call.
+func (s *Store) ReleaseIssue(ctx context.Context, number string, ev invoice.Event) error {
+	return s.withInvoiceTx(ctx, number, func(tx pgx.Tx, id int64) error {
+		if _, err := tx.Exec(ctx, `UPDATE invoices SET issue_lease_until = NULL WHERE id = $1 AND status = 'creating'`, id); err != nil {
+			return classify(err)
+		}
+		return s.insertEvents(ctx, tx, id, []invoice.Event{ev})
+	})
+}
+
+// AddEvent adds one entry to an invoice's history.
+func (s *Store) AddEvent(ctx context.Context, number string, ev invoice.Event) error {
+	return s.withInvoiceTx(ctx, number, func(tx pgx.Tx, id int64) error {
+		return s.insertEvents(ctx, tx, id, []invoice.Event{ev})
+	})
+}
+
+// withInvoiceTx runs fn in a transaction with the id of the invoice with number.
+func (s *Store) withInvoiceTx(ctx context.Context, number string, fn func(tx pgx.Tx, id int64) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+	var id int64
+	if err := tx.QueryRow(ctx, `SELECT id FROM invoices WHERE invoice_number = $1`, number).Scan(&id); err != nil {
+		return classify(err)
+	}
+	if err := fn(tx, id); err != nil {
+		return err
+	}
+	return classify(tx.Commit(ctx))
+}
+
+// insertEvents writes history entries in one statement.
+func (s *Store) insertEvents(ctx context.Context, tx pgx.Tx, invoiceID int64, evs []invoice.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	now := s.now().UTC()
+	ats := make([]time.Time, len(evs))
+	sources, kinds, froms, tos, details := make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs))
+	for i, e := range evs {
+		ats[i] = now
+		if !e.At.IsZero() {
+			ats[i] = e.At
+		}
+		sources[i], kinds[i], froms[i], tos[i] = string(e.Source), string(e.Kind), string(e.From), string(e.To)
+		d := e.Detail
+		if d == nil {
+			d = map[string]any{}
+		}
+		raw, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("postgres: encode event detail: %w", err)
+		}
+		details[i] = string(raw)
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
+		SELECT $1, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
+		FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+			AS e(at, source, kind, from_s, to_s, detail)`,
+		invoiceID, ats, sources, kinds, froms, tos, details)
 	return classify(err)
+}
+
+// Events returns an invoice's history, oldest first, or invoice.ErrNotFound.
+func (s *Store) Events(ctx context.Context, number string) ([]invoice.Event, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT e.id, e.at, e.source, e.kind, coalesce(e.from_status, ''), coalesce(e.to_status, ''), e.detail
+		FROM invoices i LEFT JOIN invoice_events e ON e.invoice_id = i.id
+		WHERE i.invoice_number = $1 ORDER BY e.id`, number)
+	if err != nil {
+		return nil, classify(err)
+	}
+	var evs []invoice.Event
+	found := false
+	for rows.Next() {
+		found = true
+		var id *int64
+		var e invoice.Event
+		var at *time.Time
+		var source, kind, from, to *string
+		if err := rows.Scan(&id, &at, &source, &kind, &from, &to, &e.Detail); err != nil {
+			rows.Close()
+			return nil, classify(err)
+		}
+		if id == nil { // an invoice without events (not produced by this code, but possible)
+			continue
+		}
+		e.ID, e.At, e.Source, e.Kind, e.From, e.To = *id, *at, invoice.Source(*source), invoice.EventKind(*kind), invoice.Status(*from), invoice.Status(*to)
+		evs = append(evs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	if !found {
+		return nil, invoice.ErrNotFound
+	}
+	return evs, nil
 }
 
 // ClaimDueIssues takes the issue lease of up to limit creating invoices that are due for another

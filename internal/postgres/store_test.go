@@ -28,7 +28,7 @@ func issued(t *testing.T, s *postgres.Store, number string) *invoice.Invoice {
 		t.Fatal(err)
 	}
 	inv, err := s.Update(ctx, number, func(inv *invoice.Invoice) error {
-		inv.MarkIssued(invoice.Issued{PaymentCode: "8888" + number, ExpiresAt: time.Now().Add(time.Hour)})
+		inv.MarkIssued(invoice.Issued{PaymentCode: "8888" + number, ExpiresAt: time.Now().Add(time.Hour)}, invoice.SourceAPI)
 		return nil
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 )
 
 // CheckClaimer hands out invoices whose status check is due, each rescheduled as it is claimed
@@ -31,6 +32,7 @@ type Reconciler struct {
 	Claimer CheckClaimer
 	Service *invoice.Service
 	Log     zerolog.Logger
+	Metrics *metrics.Metrics
 
 	Interval    time.Duration   // how often to look for due checks
 	Batch       int             // invoices claimed per round
@@ -57,6 +59,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 // RunOnce claims one batch of due invoices and checks each once. It returns how many changed.
 func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
 	invs, err := r.Claimer.ClaimDueChecks(ctx, r.Batch, r.Schedule, r.Service.ExpiryGrace)
+	r.Metrics.WorkerRound("reconciler", err != nil)
 	if err != nil || len(invs) == 0 {
 		return 0, err
 	}
@@ -76,15 +79,20 @@ func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
 			switch {
 			case err != nil:
 				log.Warn().Err(err).Msg("status check failed; will check again on schedule")
+				r.Metrics.WorkerItem("reconciler", "failed")
 			case outcome.Mismatch():
 				log.Error().Str("outcome", string(outcome)).Int64("invoice_amount", out.Amount).
 					Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
+				r.Metrics.WorkerItem("reconciler", "mismatch")
 			case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeExpired:
 				log.Info().Str("outcome", string(outcome)).Str("status", string(out.Status)).Bool("paid_after_expiry", out.PaidAfterExpiry).
 					Msg("reconciled invoice")
+				r.Metrics.WorkerItem("reconciler", "changed")
 				mu.Lock()
 				changed++
 				mu.Unlock()
+			default:
+				r.Metrics.WorkerItem("reconciler", "unchanged")
 			}
 		}(inv)
 	}

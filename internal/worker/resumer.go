@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
 )
 
 // IssueClaimer hands out creating invoices that are due for another DOKU attempt, each with its issue
@@ -25,6 +26,7 @@ type Resumer struct {
 	Claimer IssueClaimer
 	Service *invoice.Service
 	Log     zerolog.Logger
+	Metrics *metrics.Metrics
 
 	Interval    time.Duration // how often to look for due invoices
 	Batch       int           // invoices claimed per round
@@ -54,6 +56,7 @@ func (r *Resumer) Run(ctx context.Context) error {
 // (pending or failed).
 func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
 	invs, err := r.Claimer.ClaimDueIssues(ctx, r.Batch, r.Service.IssueLease, r.BaseBackoff, r.MaxBackoff, r.MaxAttempts)
+	r.Metrics.WorkerRound("resumer", err != nil)
 	if err != nil || len(invs) == 0 {
 		return 0, err
 	}
@@ -69,17 +72,20 @@ func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
 		go func(inv *invoice.Invoice) {
 			defer func() { <-sem; wg.Done() }()
 			log := r.Log.With().Str("invoice_number", inv.Number).Int("attempt", inv.IssueAttempts).Logger()
-			out, err := r.Service.Issue(ctx, inv)
+			out, err := r.Service.Issue(ctx, inv, invoice.SourceResumer)
 			switch {
 			case err == nil || invoice.ErrorCode(err) == invoice.CodeDokuRejected:
 				log.Info().Str("status", string(out.Status)).Msg("resumed invoice")
+				r.Metrics.WorkerItem("resumer", "finished")
 				mu.Lock()
 				finished++
 				mu.Unlock()
 			case inv.IssueAttempts >= r.MaxAttempts:
 				log.Error().Err(err).Msg("giving up on invoice after the last attempt; it stays creating for a person to check with DOKU")
+				r.Metrics.WorkerItem("resumer", "gave_up")
 			default:
 				log.Warn().Err(err).Msg("resume attempt failed; will retry with backoff")
+				r.Metrics.WorkerItem("resumer", "failed")
 			}
 		}(inv)
 	}

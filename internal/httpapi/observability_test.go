@@ -1,0 +1,139 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/doku"
+	"github.com/merchant/o2o/internal/dokusim"
+)
+
+// scrape reads /metrics and returns each sample as "name{labels}" -> value.
+func scrape(t *testing.T, s *apitest.Stack) (map[string]float64, string) {
+	t.Helper()
+	resp := s.Do("GET", "/metrics", nil, nil)
+	if resp.Status != 200 {
+		t.Fatalf("/metrics: %d", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(string(resp.Body)))
+	if err != nil {
+		t.Fatalf("parse metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out, string(resp.Body)
+}
+
+func TestMetricsMoveWithAFlow(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	inv := create(t, s, apitest.Invoice("INV-MX-1", "alfa"))
+	code := inv["payment_code"].(string)
+	paid := s.Pay(code, 150000)
+	body := apitest.NotificationBody("INV-MX-1", "alfa", code, 150000, paid["transaction_id"].(string))
+	s.Notify(body, "mx-dup", nil)                                                                    // duplicate payment
+	s.Notify(body, "mx-dup", nil)                                                                    // redelivered Request-Id
+	s.Notify(body, "mx-bad", func(h http.Header) { h.Set(doku.HeaderSignature, "HMACSHA256=AAAA") }) // refused
+	s.Notify(apitest.NotificationBody("INV-MX-1", "alfa", code, 1, "T2"), "mx-wrong", nil)           // amount mismatch
+	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 503})
+	s.Do("POST", "/v1/invoices", apitest.Invoice("INV-MX-2", "indomaret"), nil) // DOKU unavailable
+	if _, err := s.Reconciler().RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	m, text := scrape(t, s)
+	want := map[string]float64{
+		`o2o_http_requests_total{method=POST,route=/v1/invoices,status=201}`:           1,
+		`o2o_http_requests_total{method=POST,route=/v1/invoices,status=503}`:           1,
+		`o2o_http_requests_total{method=POST,route=/v1/notifications/doku,status=200}`: 4,
+		`o2o_http_requests_total{method=POST,route=/v1/notifications/doku,status=401}`: 1,
+		`o2o_http_request_duration_seconds{method=POST,route=/v1/invoices}_count`:      2,
+		`o2o_doku_requests_total{endpoint=generate_alfa,outcome=ok}`:                   1,
+		`o2o_doku_requests_total{endpoint=generate_indomaret,outcome=unavailable}`:     1,
+		`o2o_doku_request_duration_seconds{endpoint=generate_alfa}_count`:              1,
+		`o2o_invoice_transitions_total{channel=alfa,from=none,to=creating}`:            1,
+		`o2o_invoice_transitions_total{channel=alfa,from=creating,to=pending}`:         1,
+		`o2o_invoice_transitions_total{channel=alfa,from=pending,to=paid}`:             1,
+		`o2o_invoice_transitions_total{channel=indomaret,from=none,to=creating}`:       1,
+		`o2o_webhook_notifications_total{outcome=applied}`:                             1,
+		`o2o_webhook_notifications_total{outcome=duplicate}`:                           1,
+		`o2o_webhook_notifications_total{outcome=redelivered}`:                         1,
+		`o2o_webhook_notifications_total{outcome=bad_signature}`:                       1,
+		`o2o_webhook_notifications_total{outcome=amount_mismatch}`:                     1,
+		`o2o_worker_rounds_total{worker=reconciler}`:                                   1,
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	if m[`o2o_db_pool_max_connections{}`] < 1 {
+		t.Error("database pool metrics missing")
+	}
+	if strings.Contains(text, "INV-MX") || strings.Contains(text, code) {
+		t.Fatal("a metric label carries an invoice number or payment code")
+	}
+}
+
+func TestInvoiceHistoryExplainsPaid(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	inv := create(t, s, apitest.Invoice("INV-HIST", "indomaret"))
+	s.Pay(inv["payment_code"].(string), 150000)
+
+	resp := s.Do("GET", "/v1/invoices/INV-HIST/events", nil, nil)
+	if resp.Status != 200 {
+		t.Fatalf("events: %d %s", resp.Status, resp.Body)
+	}
+	var got []string
+	for _, it := range resp.JSON(t)["items"].([]any) {
+		e := it.(map[string]any)
+		step := e["source"].(string) + ":" + e["kind"].(string)
+		if e["to_status"] != nil {
+			step += "->" + e["to_status"].(string)
+		}
+		got = append(got, step)
+		if e["kind"] == "doku_generate" && (e["detail"].(map[string]any)["result"] != "issued" || e["detail"].(map[string]any)["doku_request_id"] == "") {
+			t.Errorf("DOKU call without result or Request-Id: %v", e)
+		}
+		if e["kind"] == "payment_recorded" && e["detail"].(map[string]any)["amount"] != float64(150000) {
+			t.Errorf("payment without amount: %v", e)
+		}
+	}
+	want := "api:created->creating api:doku_generate api:status_changed->pending webhook:payment_recorded webhook:status_changed->paid webhook:notification"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("history\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	if r := s.Do("GET", "/v1/invoices/INV-NONE/events", nil, nil); r.Status != 404 {
+		t.Fatalf("events of an unknown invoice: %d", r.Status)
+	}
+}
+
+func TestServesItsContract(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	r := s.Do("GET", "/openapi.yaml", nil, map[string]string{"Authorization": ""})
+	if r.Status != 200 || !strings.HasPrefix(string(r.Body), "openapi: 3.1") {
+		t.Fatalf("/openapi.yaml: %d %.40s", r.Status, r.Body)
+	}
+}

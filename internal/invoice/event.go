@@ -1,0 +1,41 @@
+package invoice
+
+import "time"
+
+// EventKind says what an invoice event records.
+type EventKind string
+
+const (
+	EventCreated      EventKind = "created"          // the invoice was stored
+	EventStatus       EventKind = "status_changed"   // from one status to another
+	EventPayment      EventKind = "payment_recorded" // a payment was recorded
+	EventDokuGenerate EventKind = "doku_generate"    // a generate-payment-code call and its result
+	EventDokuCheck    EventKind = "doku_check"       // a check-status call and its result
+	EventNotification EventKind = "notification"     // a notification for this invoice and its outcome
+)
+
+// SourceResumer is the background resumer finishing a creating invoice.
+const SourceResumer Source = "resumer"
+
+// Event is one entry of an invoice's history.
+type Event struct {
+	ID     int64
+	At     time.Time
+	Source Source
+	Kind   EventKind
+	From   Status
+	To     Status
+	Detail map[string]any
+}
+
+// Record adds an event to the invoice's unsaved history; the store writes it in the same
+// transaction as the invoice.
+func (inv *Invoice) Record(e Event) {
+	inv.NewEvents = append(inv.NewEvents, e)
+}
+
+// moveTo changes the status and records the change.
+func (inv *Invoice) moveTo(to Status, source Source, detail map[string]any) {
+	inv.Record(Event{Source: source, Kind: EventStatus, From: inv.Status, To: to, Detail: detail})
+	inv.Status = to
+}
