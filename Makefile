@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 
-.PHONY: all build run test test-short fmt vet lint bench clean
+.PHONY: all build run test fmt vet lint bench fuzz clean
 
 all: build
 
@@ -16,6 +16,17 @@ run: build ## Postgres (throwaway cluster unless DATABASE_URL is set) + simulato
 
 test: ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL)
 	$(GO) test -race -count=1 $(PKGS)
+
+bench: build ## Throughput and latency of create and webhook beside the raw database (needs make test's Postgres)
+	$(GO) build -trimpath -o $(BIN)/o2obench ./cmd/o2obench
+	./$(BIN)/o2obench -bin $(BIN) -out bench-results/latest.json
+
+FUZZTIME ?= 60s
+fuzz: ## Run every fuzz target for FUZZTIME each (their seed corpora run in every make test)
+	$(GO) test ./internal/doku -run '^$$' -fuzz '^FuzzNotification$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/doku -run '^$$' -fuzz '^FuzzDokuResponses$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/strictjson -run '^$$' -fuzz '^FuzzCheckDuplicateKeys$$' -fuzztime $(FUZZTIME)
 
 fmt: ## Format the code
 	gofmt -w $$(git ls-files '*.go')

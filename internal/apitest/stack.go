@@ -226,15 +226,8 @@ func (s *Stack) Pay(code string, amount int64) map[string]any { return s.PayWith
 // headers (after signing) to forge a bad notification.
 func (s *Stack) Notify(body []byte, requestID string, mutate func(h http.Header)) Response {
 	s.t.Helper()
-	ts := time.Now().UTC().Format(doku.TimestampLayout)
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set(doku.HeaderClientID, ClientID)
-	h.Set(doku.HeaderRequestID, requestID)
-	h.Set(doku.HeaderRequestTimestamp, ts)
-	h.Set(doku.HeaderSignature, doku.Sign([]byte(SecretKey), doku.Components{
-		ClientID: ClientID, RequestID: requestID, Timestamp: ts, Target: NotificationPath, Digest: doku.Digest(body),
-	}))
+	h := doku.SignedHeaders([]byte(SecretKey), doku.Components{ClientID: ClientID, RequestID: requestID,
+		Timestamp: time.Now().UTC().Format(doku.TimestampLayout), Target: NotificationPath, Digest: doku.Digest(body)}, true)
 	if mutate != nil {
 		mutate(h)
 	}
@@ -254,17 +247,8 @@ func (s *Stack) Notify(body []byte, requestID string, mutate func(h http.Header)
 
 // NotificationBody is a DOKU success notification for an invoice.
 func NotificationBody(number, channel, code string, amount int64, trxID string) []byte {
-	ch := invoice.Channel(channel)
-	body, _ := json.Marshal(map[string]any{
-		"service":                   map[string]string{"id": doku.ServiceO2O},
-		"acquirer":                  map[string]string{"id": doku.AcquirerID(ch)},
-		"channel":                   map[string]string{"id": doku.ChannelID(ch)},
-		"transaction":               map[string]string{"status": "SUCCESS", "date": time.Now().UTC().Format(doku.TimestampLayout), "original_request_id": "x"},
-		"order":                     map[string]any{"invoice_number": number, "amount": amount},
-		"online_to_offline_info":    map[string]string{"payment_code": code},
-		"online_to_offline_payment": map[string]any{"identifier": []map[string]string{{"name": "AGENT_TRX_ID", "value": trxID}}},
-	})
-	return body
+	return dokusim.NotificationBody(dokusim.Payment{InvoiceNumber: number, Channel: invoice.Channel(channel),
+		PaymentCode: code, Amount: amount, At: time.Now(), TransactionID: trxID, OriginalRequestID: "x"})
 }
 
 // Count runs a counting query against the stack's database.

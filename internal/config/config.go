@@ -45,8 +45,10 @@ type Config struct {
 
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
 	// MetricsAddr, when set, serves /metrics on this separate (admin) address instead of HTTP_ADDR.
-	MetricsAddr string   `envconfig:"METRICS_ADDR"`
-	APIKeys     []Secret `envconfig:"API_KEYS"`
+	MetricsAddr string `envconfig:"METRICS_ADDR"`
+	// Pprof serves Go\'s profiler at /debug/pprof/ on METRICS_ADDR (never on HTTP_ADDR).
+	Pprof   bool     `envconfig:"PPROF" default:"false"`
+	APIKeys []Secret `envconfig:"API_KEYS"`
 	// APIKeyHashes are keys given as hex SHA-256 digests, so the config holds no usable key.
 	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536"`
@@ -139,6 +141,9 @@ func tidy(err error) error {
 func (c *Config) validate() error {
 	bad := func(name, format string, args ...any) error {
 		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if c.Pprof && c.MetricsAddr == "" {
+		return bad("PPROF", "needs METRICS_ADDR: the profiler is only served on the admin address")
 	}
 	if err := c.Database.validate(); err != nil {
 		return err

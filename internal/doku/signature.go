@@ -111,3 +111,17 @@ func (v Verifier) Verify(h http.Header, body []byte) error {
 	}
 	return nil
 }
+
+// SignedHeaders are the headers of a request signed as DOKU signs one: Client-Id, Request-Id,
+// Request-Timestamp, Signature and, with a body, Content-Type.
+func SignedHeaders(secret []byte, c Components, hasBody bool) http.Header {
+	h := http.Header{}
+	h.Set(HeaderClientID, c.ClientID)
+	h.Set(HeaderRequestID, c.RequestID)
+	h.Set(HeaderRequestTimestamp, c.Timestamp)
+	h.Set(HeaderSignature, Sign(secret, c))
+	if hasBody {
+		h.Set("Content-Type", "application/json")
+	}
+	return h
+}

@@ -488,19 +488,8 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 	s.seq++
 	p := payment{trxID: fmt.Sprintf("TRX%08d", s.seq), at: now}
 	o.payments = append(o.payments, p)
-	body, _ := json.Marshal(map[string]any{
-		"service":  map[string]string{"id": doku.ServiceO2O},
-		"acquirer": map[string]string{"id": doku.AcquirerID(o.channel)},
-		"channel":  map[string]string{"id": doku.ChannelID(o.channel)},
-		"transaction": map[string]string{
-			"status":              invoice.DokuSuccess,
-			"date":                p.at.Format(doku.TimestampLayout),
-			"original_request_id": o.requestID,
-		},
-		"order":                     map[string]any{"invoice_number": o.invoiceNumber, "amount": o.amount},
-		"online_to_offline_info":    map[string]string{"payment_code": o.paymentCode},
-		"online_to_offline_payment": map[string]any{"identifier": identifiers(o.channel, p.trxID)},
-	})
+	body := NotificationBody(Payment{InvoiceNumber: o.invoiceNumber, Channel: o.channel, PaymentCode: o.paymentCode,
+		Amount: o.amount, At: p.at, TransactionID: p.trxID, OriginalRequestID: o.requestID})
 	invoiceNumber := o.invoiceNumber
 	drop := s.faults.DropNotifications
 	delay := time.Duration(s.faults.NotifyDelayMS) * time.Millisecond
@@ -587,19 +576,12 @@ func (s *Simulator) deliver(ctx context.Context, d *delivery) {
 	if err != nil {
 		return
 	}
-	timestamp := s.now().UTC().Format(doku.TimestampLayout)
-	sig := doku.Sign([]byte(s.cfg.SecretKey), doku.Components{
-		ClientID: s.cfg.ClientID, RequestID: d.RequestID, Timestamp: timestamp, Target: u.Path, Digest: doku.Digest(d.body),
-	})
 	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, s.cfg.NotificationURL, bytes.NewReader(d.body))
 	if err != nil {
 		return
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(doku.HeaderClientID, s.cfg.ClientID)
-	req.Header.Set(doku.HeaderRequestID, d.RequestID)
-	req.Header.Set(doku.HeaderRequestTimestamp, timestamp)
-	req.Header.Set(doku.HeaderSignature, sig)
+	req.Header = doku.SignedHeaders([]byte(s.cfg.SecretKey), doku.Components{ClientID: s.cfg.ClientID, RequestID: d.RequestID,
+		Timestamp: s.now().UTC().Format(doku.TimestampLayout), Target: u.Path, Digest: doku.Digest(d.body)}, true)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		s.cfg.Logger.Warn().Err(err).Str("request_id", d.RequestID).Int("attempt", d.Attempts).Msg("notification delivery failed")

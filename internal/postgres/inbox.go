@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,62 +13,60 @@ import (
 // exactly-once: a redelivery of a notification whose outcome is settled only counts the delivery and
 // reports redelivered; one that found no invoice or no confirmed code yet is tried again, since the
 // invoice may be ready now. The outcome is stored with the notification.
+//
+// The inbox row is an upsert whose RETURNING says whether this Request-Id is new: a concurrent
+// delivery of the same one waits on the row until the first commits, then sees its outcome.
 func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification, apply func(*invoice.Invoice) invoice.Outcome) (invoice.Outcome, *invoice.Invoice, bool, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return "", nil, false, classify(err)
+	var (
+		id         int64
+		prior      invoice.Outcome
+		deliveries int
+		outcome    = invoice.OutcomeMalformed
+		inv        *invoice.Invoice
+		redeliver  bool
+	)
+	upsert := stmt{
+		sql: `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, outcome)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (doku_request_id) DO UPDATE
+				SET deliveries = notifications.deliveries + 1, last_received_at = now()
+			RETURNING id, outcome, deliveries`,
+		args: []any{n.RequestID, n.InvoiceNumber, n.Headers, n.Body, invoice.OutcomeMalformed},
+		scan: func(row pgx.Row) error { return row.Scan(&id, &prior, &deliveries) },
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
-
-	var id int64
-	err = tx.QueryRow(ctx, `
-		INSERT INTO notifications (doku_request_id, invoice_number, headers, body, outcome)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (doku_request_id) DO NOTHING
-		RETURNING id`, n.RequestID, n.InvoiceNumber, n.Headers, n.Body, invoice.OutcomeMalformed).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Seen before. A concurrent first delivery has committed by now: ON CONFLICT waited for it.
-		var prior invoice.Outcome
-		if err := tx.QueryRow(ctx, `
-			UPDATE notifications SET deliveries = deliveries + 1, last_received_at = now()
-			WHERE doku_request_id = $1 RETURNING id, outcome`, n.RequestID).Scan(&id, &prior); err != nil {
-			return "", nil, false, classify(err)
-		}
-		if prior != invoice.OutcomeUnknownInvoice && prior != invoice.OutcomeNotIssued {
-			return prior, nil, true, classify(tx.Commit(ctx))
-		}
-	} else if err != nil {
-		return "", nil, false, classify(err)
+	number := n.InvoiceNumber
+	if apply == nil {
+		number = "" // nothing to lock: the body could not be read
 	}
-
-	outcome := invoice.OutcomeMalformed
-	var inv *invoice.Invoice
-	if apply != nil {
-		inv, err = s.lockAndApply(ctx, tx, n.InvoiceNumber, func(inv *invoice.Invoice) error {
-			outcome = apply(inv)
-			return nil
-		})
+	err := s.lockedTx(ctx, number, []stmt{upsert}, func(l *locked) ([]stmt, error) {
+		if deliveries > 1 && prior != invoice.OutcomeUnknownInvoice && prior != invoice.OutcomeNotIssued {
+			redeliver = true
+			return nil, nil // only the delivery count changes
+		}
+		var then []stmt
+		var invoiceID *int64
 		switch {
-		case invoice.ErrorCode(err) == invoice.CodeNotFound:
+		case apply == nil:
+		case l == nil:
 			outcome = invoice.OutcomeUnknownInvoice
-		case err != nil:
-			return "", nil, false, err
+		default:
+			outcome = apply(l.Invoice)
+			inv, invoiceID = l.Invoice, &l.ID
+			then = s.writeChanges(l)
 		}
+		return append(then, stmt{sql: `UPDATE notifications SET outcome = $2, invoice_id = $3 WHERE id = $1`,
+			args: []any{id, outcome, invoiceID}}), nil
+	})
+	if err != nil {
+		return "", nil, false, err
 	}
-	var invoiceID *int64
-	if inv != nil {
-		invoiceID = &inv.ID
-	}
-	if _, err := tx.Exec(ctx, `UPDATE notifications SET outcome = $2, invoice_id = $3 WHERE id = $1`, id, outcome, invoiceID); err != nil {
-		return "", nil, false, classify(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return "", nil, false, classify(err)
+	n.ID = id
+	if redeliver {
+		return prior, nil, true, nil
 	}
 	if inv != nil {
 		s.countTransitions(inv)
 	}
-	n.ID = id
 	return outcome, inv, false, nil
 }
 

@@ -37,14 +37,53 @@ const invoiceColumns = `id, invoice_number, channel, amount, status, customer_na
 	coalesce(payment_code, ''), how_to_pay_page, how_to_pay_api, expires_at, paid_at, paid_after_expiry,
 	failure_code, failure_message, created_at, updated_at, issue_attempts, expired_by_grace`
 
-func scanInvoice(row pgx.Row) (*invoice.Invoice, error) {
+// paymentsJSON selects an invoice's payments as one JSON array in the same query as the invoice, so a
+// read is one round trip whatever the number of payments.
+const paymentsJSON = `coalesce((SELECT json_agg(json_build_object('id', p.id, 'dedupe_key', p.dedupe_key,
+	'amount', p.amount, 'paid_at', p.paid_at, 'source', p.source, 'doku_request_id', p.doku_request_id,
+	'identifiers', p.identifiers, 'created_at', p.created_at) ORDER BY p.id)
+	FROM payments p WHERE p.invoice_id = invoices.id), '[]')`
+
+type paymentRow struct {
+	ID          int64             `json:"id"`
+	DedupeKey   string            `json:"dedupe_key"`
+	Amount      int64             `json:"amount"`
+	PaidAt      time.Time         `json:"paid_at"`
+	Source      invoice.Source    `json:"source"`
+	RequestID   string            `json:"doku_request_id"`
+	Identifiers map[string]string `json:"identifiers"`
+	CreatedAt   time.Time         `json:"created_at"`
+}
+
+// scanInvoiceWithPayments scans invoiceColumns followed by paymentsJSON.
+func scanInvoiceWithPayments(row pgx.Row) (*invoice.Invoice, error) {
+	var raw []byte
+	inv, err := scanInvoiceInto(row, &raw)
+	if err != nil {
+		return nil, err
+	}
+	var rows []paymentRow
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return nil, fmt.Errorf("postgres: decode payments: %w", err)
+	}
+	for _, p := range rows {
+		inv.Payments = append(inv.Payments, invoice.Payment{ID: p.ID, DedupeKey: p.DedupeKey, Amount: p.Amount,
+			PaidAt: p.PaidAt.UTC(), Source: p.Source, RequestID: p.RequestID, Identifiers: p.Identifiers, CreatedAt: p.CreatedAt.UTC()})
+	}
+	return inv, nil
+}
+
+func scanInvoice(row pgx.Row) (*invoice.Invoice, error) { return scanInvoiceInto(row) }
+
+func scanInvoiceInto(row pgx.Row, extra ...any) (*invoice.Invoice, error) {
 	var inv invoice.Invoice
 	var metadata []byte
-	err := row.Scan(&inv.ID, &inv.Number, &inv.Channel, &inv.Amount, &inv.Status, &inv.Customer.Name,
+	dest := append([]any{&inv.ID, &inv.Number, &inv.Channel, &inv.Amount, &inv.Status, &inv.Customer.Name,
 		&inv.Customer.Email, &inv.ExpiresInMinutes, &inv.Reusable, &inv.Info, &inv.ReceiptFooter, &metadata,
 		&inv.DokuRequestID, &inv.DokuRequestBody, &inv.PaymentCode, &inv.HowToPayPage, &inv.HowToPayAPI,
 		&inv.ExpiresAt, &inv.PaidAt, &inv.PaidAfterExpiry, &inv.FailureCode, &inv.FailureMessage,
-		&inv.CreatedAt, &inv.UpdatedAt, &inv.IssueAttempts, &inv.ExpiredByGrace)
+		&inv.CreatedAt, &inv.UpdatedAt, &inv.IssueAttempts, &inv.ExpiredByGrace}, extra...)
+	err := row.Scan(dest...)
 	if err != nil {
 		return nil, err
 	}
@@ -96,50 +135,11 @@ func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Dur
 
 // Get returns the invoice with its payments, or invoice.ErrNotFound.
 func (s *Store) Get(ctx context.Context, number string) (*invoice.Invoice, error) {
-	inv, err := scanInvoice(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices WHERE invoice_number = $1`, number))
+	inv, err := scanInvoiceWithPayments(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+`, `+paymentsJSON+` FROM invoices WHERE invoice_number = $1`, number))
 	if err != nil {
 		return nil, classify(err)
 	}
-	if err := s.loadPayments(ctx, s.pool, []*invoice.Invoice{inv}); err != nil {
-		return nil, err
-	}
 	return inv, nil
-}
-
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-func (s *Store) loadPayments(ctx context.Context, q querier, invs []*invoice.Invoice) error {
-	if len(invs) == 0 {
-		return nil
-	}
-	byID := make(map[int64]*invoice.Invoice, len(invs))
-	ids := make([]int64, 0, len(invs))
-	for _, inv := range invs {
-		byID[inv.ID] = inv
-		ids = append(ids, inv.ID)
-		inv.Payments = nil
-	}
-	rows, err := q.Query(ctx, `
-		SELECT id, invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at
-		FROM payments WHERE invoice_id = ANY($1) ORDER BY id`, ids)
-	if err != nil {
-		return classify(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var p invoice.Payment
-		var invoiceID int64
-		if err := rows.Scan(&p.ID, &invoiceID, &p.DedupeKey, &p.Amount, &p.PaidAt, &p.Source, &p.RequestID,
-			&p.Identifiers, &p.CreatedAt); err != nil {
-			return classify(err)
-		}
-		if inv := byID[invoiceID]; inv != nil {
-			inv.Payments = append(inv.Payments, p)
-		}
-	}
-	return classify(rows.Err())
 }
 
 // ErrBadCursor is returned for a cursor this store did not produce.
@@ -167,14 +167,14 @@ func (s *Store) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invo
 		channel = &v
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT `+invoiceColumns+` FROM invoices
+		SELECT `+invoiceColumns+`, `+paymentsJSON+` FROM invoices
 		WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR channel = $2)
 		  AND ($3::bigint IS NULL OR id < $3)
 		ORDER BY id DESC LIMIT $4`, status, channel, after, f.Limit+1)
 	if err != nil {
 		return nil, "", classify(err)
 	}
-	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Invoice, error) { return scanInvoice(r) })
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Invoice, error) { return scanInvoiceWithPayments(r) })
 	if err != nil {
 		return nil, "", classify(err)
 	}
@@ -182,9 +182,6 @@ func (s *Store) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invo
 	if len(invs) > f.Limit {
 		invs = invs[:f.Limit]
 		next = encodeCursor(invs[len(invs)-1].ID)
-	}
-	if err := s.loadPayments(ctx, s.pool, invs); err != nil {
-		return nil, "", err
 	}
 	return invs, next, nil
 }
@@ -206,24 +203,27 @@ func decodeCursor(c string) (int64, error) {
 }
 
 // Update runs fn on the invoice inside one transaction holding the invoice's row lock, then stores
-// what fn changed: the invoice's state and any payments fn appended. If fn returns an error nothing is
-// written and the error is returned. Concurrent Updates of one invoice run one after the other, which
-// is what makes "recorded once" hold when the webhook and a poll see the same payment together.
+// what fn changed: the invoice's state, any payments fn appended and its history. If fn returns an
+// error nothing is written and the error is returned. Concurrent Updates of one invoice run one after
+// the other, which is what makes "recorded once" hold when the webhook and a poll see the same payment
+// together.
 func (s *Store) Update(ctx context.Context, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
-	inv, err := s.lockAndApply(ctx, tx, number, fn)
+	var out *invoice.Invoice
+	err := s.lockedTx(ctx, number, nil, func(l *locked) ([]stmt, error) {
+		if l == nil {
+			return nil, invoice.ErrNotFound
+		}
+		if err := fn(l.Invoice); err != nil {
+			return nil, err
+		}
+		out = l.Invoice
+		return s.writeChanges(l), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, classify(err)
-	}
-	s.countTransitions(inv)
-	return inv, nil
+	s.countTransitions(out)
+	return out, nil
 }
 
 // countTransitions reports the status changes of a committed change to the metrics.
@@ -235,65 +235,79 @@ func (s *Store) countTransitions(inv *invoice.Invoice) {
 	}
 }
 
-// lockAndApply is Update's body inside a transaction the caller owns and commits.
-func (s *Store) lockAndApply(ctx context.Context, tx pgx.Tx, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error) {
-	inv, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices WHERE invoice_number = $1 FOR UPDATE`, number))
-	if err != nil {
-		return nil, classify(err)
+// writeChanges is the one statement that stores everything a decision did to inv since it was read —
+// history, new payments and the invoice's state — or nothing when it did nothing.
+func (s *Store) writeChanges(l *locked) []stmt {
+	inv := l.Invoice
+	changed := mutableState(inv) != l.readState
+	newPayments := inv.Payments[l.readPayments:]
+	if !changed && len(newPayments) == 0 && len(inv.NewEvents) == 0 {
+		return nil
 	}
-	if err := s.loadPayments(ctx, tx, []*invoice.Invoice{inv}); err != nil {
-		return nil, err
-	}
-	before := mutableState(inv)
-	nPayments := len(inv.Payments)
-	if err := fn(inv); err != nil {
-		return nil, err
-	}
-	if err := s.insertEvents(ctx, tx, inv.ID, inv.NewEvents); err != nil {
-		return nil, err
-	}
-	if mutableState(inv) == before && len(inv.Payments) == nPayments {
-		return inv, nil
-	}
-
 	now := s.now().UTC()
-	for i := nPayments; i < len(inv.Payments); i++ {
-		p := &inv.Payments[i]
+	ev, err := eventArrays(inv.NewEvents, now)
+	if err != nil {
+		return []stmt{{err: err}}
+	}
+	n := len(newPayments)
+	pk, pa, pt, ps, pr, pi := make([]string, n), make([]int64, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, p := range newPayments {
 		ids := p.Identifiers
 		if ids == nil {
 			ids = map[string]string{}
 		}
-		err := tx.QueryRow(ctx, `
-			INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-			inv.ID, p.DedupeKey, p.Amount, p.PaidAt, p.Source, p.RequestID, ids, now).Scan(&p.ID)
-		if err != nil {
-			return nil, classify(err)
-		}
-		p.CreatedAt = now
+		raw, _ := json.Marshal(ids)
+		pk[i], pa[i], pt[i], ps[i], pr[i], pi[i] = p.DedupeKey, p.Amount, p.PaidAt, string(p.Source), p.RequestID, string(raw)
 	}
 	var paymentCode *string
 	if inv.PaymentCode != "" {
 		paymentCode = &inv.PaymentCode
 	}
-	err = tx.QueryRow(ctx, `
-		UPDATE invoices SET status = $2, payment_code = $3, how_to_pay_page = $4, how_to_pay_api = $5,
-			expires_at = $6, paid_at = $7, paid_after_expiry = $8, failure_code = $9, failure_message = $10,
-			updated_at = $11, expired_by_grace = $12,
-			issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END,
-			-- Keep polling what may still change; a final invoice leaves the reconciler's queue.
-			next_check_at = CASE
-				WHEN $2 = 'pending' OR ($2 = 'paid' AND reusable AND $6 > now())
-					THEN coalesce(next_check_at, now() + $13 * interval '1 microsecond')
-				END
-		WHERE id = $1 RETURNING updated_at`,
-		inv.ID, inv.Status, paymentCode, inv.HowToPayPage, inv.HowToPayAPI, inv.ExpiresAt, inv.PaidAt,
-		inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now, inv.ExpiredByGrace,
-		s.FirstCheck.Microseconds()).Scan(&inv.UpdatedAt)
-	if err != nil {
-		return nil, classify(err)
-	}
-	return inv, nil
+	return []stmt{{
+		sql: `
+		WITH ev AS (
+			INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
+			SELECT $1, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
+			FROM unnest($14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+				AS e(at, source, kind, from_s, to_s, detail)),
+		pay AS (
+			INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
+			SELECT $1, k, a, pa, src, rid, ids::jsonb, $11
+			FROM unnest($20::text[], $21::bigint[], $22::timestamptz[], $23::text[], $24::text[], $25::text[])
+				AS p(k, a, pa, src, rid, ids)
+			RETURNING id, dedupe_key),
+		upd AS (
+			UPDATE invoices SET status = $2, payment_code = $3, how_to_pay_page = $4, how_to_pay_api = $5,
+				expires_at = $6, paid_at = $7, paid_after_expiry = $8, failure_code = $9, failure_message = $10,
+				updated_at = $11, expired_by_grace = $12,
+				issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END,
+				-- Keep polling what may still change; a final invoice leaves the reconciler's queue.
+				next_check_at = CASE
+					WHEN $2 = 'pending' OR ($2 = 'paid' AND reusable AND $6 > now())
+						THEN coalesce(next_check_at, now() + $13 * interval '1 microsecond')
+					END
+			WHERE id = $1 AND $26::bool
+			RETURNING updated_at)
+		SELECT (SELECT updated_at FROM upd), (SELECT coalesce(json_object_agg(dedupe_key, id), '{}') FROM pay)`,
+		args: []any{inv.ID, inv.Status, paymentCode, inv.HowToPayPage, inv.HowToPayAPI, inv.ExpiresAt, inv.PaidAt,
+			inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now, inv.ExpiredByGrace, s.FirstCheck.Microseconds(),
+			ev.at, ev.source, ev.kind, ev.from, ev.to, ev.detail,
+			pk, pa, pt, ps, pr, pi, changed || n > 0},
+		scan: func(row pgx.Row) error {
+			var updatedAt *time.Time
+			var ids map[string]int64
+			if err := row.Scan(&updatedAt, &ids); err != nil {
+				return err
+			}
+			if updatedAt != nil {
+				inv.UpdatedAt = *updatedAt
+			}
+			for i := range newPayments {
+				newPayments[i].ID, newPayments[i].CreatedAt = ids[newPayments[i].DedupeKey], now
+			}
+			return nil
+		},
+	}}
 }
 
 // state is the part of an invoice Update may change; comparing it tells whether to write.
@@ -386,36 +400,50 @@ func (s *Store) withInvoiceTx(ctx context.Context, number string, fn func(tx pgx
 	return classify(tx.Commit(ctx))
 }
 
-// insertEvents writes history entries in one statement.
-func (s *Store) insertEvents(ctx context.Context, tx pgx.Tx, invoiceID int64, evs []invoice.Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	now := s.now().UTC()
-	ats := make([]time.Time, len(evs))
-	sources, kinds, froms, tos, details := make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs))
+// eventColumns are history entries as the parallel arrays one INSERT … unnest takes.
+type eventColumns struct {
+	at                             []time.Time
+	source, kind, from, to, detail []string
+}
+
+func eventArrays(evs []invoice.Event, now time.Time) (eventColumns, error) {
+	n := len(evs)
+	c := eventColumns{at: make([]time.Time, n), source: make([]string, n), kind: make([]string, n),
+		from: make([]string, n), to: make([]string, n), detail: make([]string, n)}
 	for i, e := range evs {
-		ats[i] = now
+		c.at[i] = now
 		if !e.At.IsZero() {
-			ats[i] = e.At
+			c.at[i] = e.At
 		}
-		sources[i], kinds[i], froms[i], tos[i] = string(e.Source), string(e.Kind), string(e.From), string(e.To)
+		c.source[i], c.kind[i], c.from[i], c.to[i] = string(e.Source), string(e.Kind), string(e.From), string(e.To)
 		d := e.Detail
 		if d == nil {
 			d = map[string]any{}
 		}
 		raw, err := json.Marshal(d)
 		if err != nil {
-			return fmt.Errorf("postgres: encode event detail: %w", err)
+			return c, fmt.Errorf("postgres: encode event detail: %w", err)
 		}
-		details[i] = string(raw)
+		c.detail[i] = string(raw)
 	}
-	_, err := tx.Exec(ctx, `
+	return c, nil
+}
+
+// insertEvents writes history entries in one statement.
+func (s *Store) insertEvents(ctx context.Context, tx pgx.Tx, invoiceID int64, evs []invoice.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	c, err := eventArrays(evs, s.now().UTC())
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
 		INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
 		SELECT $1, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
 		FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
 			AS e(at, source, kind, from_s, to_s, detail)`,
-		invoiceID, ats, sources, kinds, froms, tos, details)
+		invoiceID, c.at, c.source, c.kind, c.from, c.to, c.detail)
 	return classify(err)
 }
 
