@@ -6,30 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/merchant/o2o/internal/apitest"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/pgtest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func setEnv(t *testing.T, dbURL string) {
 	t.Setenv("DATABASE_URL", dbURL)
@@ -62,7 +45,7 @@ func TestServeStartsMigratesAndStopsGracefully(t *testing.T) {
 	setEnv(t, db.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &lockedBuffer{}
+	logs := &apitest.SyncBuffer{}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, logs, ready) }()
@@ -126,7 +109,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	defer cancel()
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, &lockedBuffer{}, ready) }()
+	go func() { done <- serve(ctx, &apitest.SyncBuffer{}, ready) }()
 	addr := <-ready
 
 	type result struct {

@@ -2,10 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -109,25 +105,13 @@ func (h *handlers) invoiceEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-const (
-	defaultPageSize = 20
-	maxPageSize     = 100
-)
-
 type listJSON struct {
 	Items      []invoiceJSON `json:"items"`
 	NextCursor *string       `json:"next_cursor"`
 }
 
 func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
-	// r.URL.Query() silently drops what it cannot parse, which would widen the filter.
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the query string is malformed",
-			Fields: []invoice.FieldError{{Field: "query", Message: "is not a valid URL query string"}}})
-		return
-	}
-	f, err := parseListFilter(q)
+	f, err := parseListFilter(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -144,45 +128,26 @@ func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func parseListFilter(q url.Values) (invoice.ListFilter, error) {
-	f := invoice.ListFilter{Limit: defaultPageSize}
-	var errs []invoice.FieldError
-	for key, vals := range q {
-		if len(vals) != 1 {
-			errs = append(errs, invoice.FieldError{Field: key, Message: "must be given once"})
-			continue
+func parseListFilter(raw string) (invoice.ListFilter, error) {
+	var f invoice.ListFilter
+	err := listQuery(raw, &f.Limit, &f.Cursor, func(key string, vals []string) *invoice.FieldError {
+		if key != "status" && key != "channel" {
+			return unknownParam(key)
 		}
-		v := vals[0]
-		switch key {
+		if len(vals) != 1 {
+			return &invoice.FieldError{Field: key, Message: "must be given once"}
+		}
+		switch v := vals[0]; key {
 		case "status":
-			if s := invoice.Status(v); s.Valid() {
-				f.Status = s
-			} else {
-				errs = append(errs, invoice.FieldError{Field: key, Message: "must be one of creating, pending, paid, expired, failed"})
+			if f.Status = invoice.Status(v); !f.Status.Valid() {
+				return &invoice.FieldError{Field: key, Message: "must be one of creating, pending, paid, expired, failed"}
 			}
 		case "channel":
-			if c := invoice.Channel(v); c.Valid() {
-				f.Channel = c
-			} else {
-				errs = append(errs, invoice.FieldError{Field: key, Message: `must be "alfa" or "indomaret"`})
+			if f.Channel = invoice.Channel(v); !f.Channel.Valid() {
+				return &invoice.FieldError{Field: key, Message: `must be "alfa" or "indomaret"`}
 			}
-		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxPageSize {
-				errs = append(errs, invoice.FieldError{Field: key, Message: "must be an integer from 1 to " + strconv.Itoa(maxPageSize)})
-			} else {
-				f.Limit = n
-			}
-		case "cursor":
-			f.Cursor = v
-		default:
-			// A misspelt filter would otherwise silently return everything.
-			errs = append(errs, invoice.FieldError{Field: key, Message: "is not a known query parameter"})
 		}
-	}
-	if len(errs) > 0 {
-		slices.SortFunc(errs, func(a, b invoice.FieldError) int { return strings.Compare(a.Field, b.Field) })
-		return f, &invoice.Error{Code: invoice.CodeValidation, Message: "the query has invalid parameters", Fields: errs}
-	}
-	return f, nil
+		return nil
+	})
+	return f, err
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,16 +39,8 @@ type notificationListJSON struct {
 // listNotifications is the inbox for operations: ?outcome=flagged lists what DOKU reported and we
 // could not match — money a person has to look at.
 func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the query string is malformed",
-			Fields: []invoice.FieldError{{Field: "query", Message: "is not a valid URL query string"}}})
-		return
-	}
-	f := invoice.NotificationFilter{Limit: defaultPageSize}
-	var errs []invoice.FieldError
-	for key, vals := range q {
-		v := vals[len(vals)-1]
+	var f invoice.NotificationFilter
+	err := listQuery(r.URL.RawQuery, &f.Limit, &f.Cursor, func(key string, vals []string) *invoice.FieldError {
 		switch key {
 		case "outcome":
 			for _, part := range vals {
@@ -60,30 +51,22 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 					case slices.Contains(knownOutcomes, invoice.Outcome(o)):
 						f.Outcomes = append(f.Outcomes, invoice.Outcome(o))
 					default:
-						errs = append(errs, invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)})
+						return &invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)}
 					}
 				}
 			}
 		case "invoice_number":
-			if invoice.CheckInvoiceNumber(v) != "" || len(vals) != 1 {
-				errs = append(errs, invoice.FieldError{Field: key, Message: "must be one valid invoice number"})
+			if len(vals) != 1 || invoice.CheckInvoiceNumber(vals[0]) != "" {
+				return &invoice.FieldError{Field: key, Message: "must be one valid invoice number"}
 			}
-			f.InvoiceNumber = v
-		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxPageSize || len(vals) != 1 {
-				errs = append(errs, invoice.FieldError{Field: key, Message: "must be an integer from 1 to " + strconv.Itoa(maxPageSize)})
-			}
-			f.Limit = n
-		case "cursor":
-			f.Cursor = v
+			f.InvoiceNumber = vals[0]
 		default:
-			errs = append(errs, invoice.FieldError{Field: key, Message: "is not a known query parameter"})
+			return unknownParam(key)
 		}
-	}
-	if len(errs) > 0 {
-		slices.SortFunc(errs, func(a, b invoice.FieldError) int { return strings.Compare(a.Field, b.Field) })
-		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the query has invalid parameters", Fields: errs})
+		return nil
+	})
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	items, next, err := h.svc.Store.ListNotifications(r.Context(), f)

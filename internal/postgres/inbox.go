@@ -73,13 +73,9 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 // ListNotifications returns inbox entries newest first, optionally only those with the given
 // outcomes or for one invoice, with the keyset cursor of the next page.
 func (s *Store) ListNotifications(ctx context.Context, f invoice.NotificationFilter) ([]*invoice.Notification, string, error) {
-	var after *int64
-	if f.Cursor != "" {
-		id, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return nil, "", ErrBadCursor
-		}
-		after = &id
+	after, err := afterCursor(f.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
 	outcomes := make([]string, len(f.Outcomes))
 	for i, o := range f.Outcomes {
@@ -106,10 +102,6 @@ func (s *Store) ListNotifications(ctx context.Context, f invoice.NotificationFil
 	if err != nil {
 		return nil, "", classify(err)
 	}
-	next := ""
-	if len(items) > f.Limit {
-		items = items[:f.Limit]
-		next = encodeCursor(items[len(items)-1].ID)
-	}
+	items, next := page(items, f.Limit, func(n *invoice.Notification) int64 { return n.ID })
 	return items, next, nil
 }

@@ -149,13 +149,9 @@ var ErrBadCursor = &invoice.Error{Code: invoice.CodeValidation, Message: "the cu
 // List returns invoices newest first and, when more remain, the cursor of the next page. The cursor is
 // a keyset position (the last id seen), so pages stay stable while new invoices arrive.
 func (s *Store) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invoice, string, error) {
-	var after *int64
-	if f.Cursor != "" {
-		id, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return nil, "", ErrBadCursor
-		}
-		after = &id
+	after, err := afterCursor(f.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
 	var status, channel *string
 	if f.Status != "" {
@@ -178,12 +174,30 @@ func (s *Store) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invo
 	if err != nil {
 		return nil, "", classify(err)
 	}
-	next := ""
-	if len(invs) > f.Limit {
-		invs = invs[:f.Limit]
-		next = encodeCursor(invs[len(invs)-1].ID)
-	}
+	invs, next := page(invs, f.Limit, func(inv *invoice.Invoice) int64 { return inv.ID })
 	return invs, next, nil
+}
+
+// afterCursor is the id a cursor points after (nil for the first page).
+func afterCursor(c string) (*int64, error) {
+	if c == "" {
+		return nil, nil
+	}
+	id, err := decodeCursor(c)
+	if err != nil {
+		return nil, ErrBadCursor
+	}
+	return &id, nil
+}
+
+// page trims the limit+1 rows a keyset query fetched to limit, and returns the cursor of the next page
+// ("" when there is none: the extra row is how we know without counting).
+func page[T any](items []T, limit int, id func(T) int64) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, encodeCursor(id(items[limit-1]))
 }
 
 func encodeCursor(id int64) string {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,60 +41,35 @@ type Reconciler struct {
 
 // Run reconciles every Interval until ctx is cancelled.
 func (r *Reconciler) Run(ctx context.Context) error {
-	t := time.NewTicker(r.Interval)
-	defer t.Stop()
-	for {
-		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			r.Log.Warn().Err(err).Msg("reconciler round failed; will retry")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return every(ctx, r.Interval, r.Log, "reconciler", r.RunOnce)
 }
 
 // RunOnce claims one batch of due invoices and checks each once. It returns how many changed.
 func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
 	invs, err := r.Claimer.ClaimDueChecks(ctx, r.Batch, r.Schedule, r.Service.ExpiryGrace)
 	r.Metrics.WorkerRound("reconciler", err != nil)
-	if err != nil || len(invs) == 0 {
+	if err != nil {
 		return 0, err
 	}
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		changed int
-		sem     = make(chan struct{}, max(r.Concurrency, 1))
-	)
-	for _, inv := range invs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(inv *invoice.Invoice) {
-			defer func() { <-sem; wg.Done() }()
-			log := r.Log.With().Str("invoice_number", inv.Number).Logger()
-			outcome, out, err := r.Service.Check(ctx, inv, invoice.SourceReconciler)
-			switch {
-			case err != nil:
-				log.Warn().Err(err).Msg("status check failed; will check again on schedule")
-				r.Metrics.WorkerItem("reconciler", "failed")
-			case outcome.Mismatch():
-				log.Error().Str("outcome", string(outcome)).Int64("invoice_amount", out.Amount).
-					Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
-				r.Metrics.WorkerItem("reconciler", "mismatch")
-			case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeExpired:
-				log.Info().Str("outcome", string(outcome)).Str("status", string(out.Status)).Bool("paid_after_expiry", out.PaidAfterExpiry).
-					Msg("reconciled invoice")
-				r.Metrics.WorkerItem("reconciler", "changed")
-				mu.Lock()
-				changed++
-				mu.Unlock()
-			default:
-				r.Metrics.WorkerItem("reconciler", "unchanged")
-			}
-		}(inv)
-	}
-	wg.Wait()
-	return changed, nil
+	return each(invs, r.Concurrency, func(inv *invoice.Invoice) bool {
+		log := r.Log.With().Str("invoice_number", inv.Number).Logger()
+		outcome, out, err := r.Service.Check(ctx, inv, invoice.SourceReconciler)
+		switch {
+		case err != nil:
+			log.Warn().Err(err).Msg("status check failed; will check again on schedule")
+			r.Metrics.WorkerItem("reconciler", "failed")
+		case outcome.Mismatch():
+			log.Error().Str("outcome", string(outcome)).Int64("invoice_amount", out.Amount).
+				Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
+			r.Metrics.WorkerItem("reconciler", "mismatch")
+		case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeExpired:
+			log.Info().Str("outcome", string(outcome)).Str("status", string(out.Status)).Bool("paid_after_expiry", out.PaidAfterExpiry).
+				Msg("reconciled invoice")
+			r.Metrics.WorkerItem("reconciler", "changed")
+			return true
+		default:
+			r.Metrics.WorkerItem("reconciler", "unchanged")
+		}
+		return false
+	}), nil
 }

@@ -244,21 +244,7 @@ func TestTwoReconcilersNeverDoubleCall(t *testing.T) {
 	s.MakeDue()
 	a, b := s.Reconciler(), s.Reconciler()
 	a.Batch, b.Batch = 4, 4
-	var wg sync.WaitGroup
-	for _, r := range []interface {
-		RunOnce(context.Context) (int, error)
-	}{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 12; i++ {
-				if _, err := r.RunOnce(context.Background()); err != nil {
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	replicas(t, 12, a, b)
 	if calls := s.Sim.StatusCalls(); calls != n {
 		t.Fatalf("two reconcilers made %d status calls for %d due invoices", calls, n)
 	}

@@ -4,7 +4,6 @@ package worker
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,18 +37,7 @@ type Resumer struct {
 
 // Run resumes invoices every Interval until ctx is cancelled.
 func (r *Resumer) Run(ctx context.Context) error {
-	t := time.NewTicker(r.Interval)
-	defer t.Stop()
-	for {
-		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			r.Log.Warn().Err(err).Msg("resumer round failed; will retry")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return every(ctx, r.Interval, r.Log, "resumer", r.RunOnce)
 }
 
 // RunOnce claims one batch of due invoices and tries each once. It returns how many it finished
@@ -57,38 +45,24 @@ func (r *Resumer) Run(ctx context.Context) error {
 func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
 	invs, err := r.Claimer.ClaimDueIssues(ctx, r.Batch, r.Service.IssueLease, r.BaseBackoff, r.MaxBackoff, r.MaxAttempts)
 	r.Metrics.WorkerRound("resumer", err != nil)
-	if err != nil || len(invs) == 0 {
+	if err != nil {
 		return 0, err
 	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		finished int
-		sem      = make(chan struct{}, max(r.Concurrency, 1))
-	)
-	for _, inv := range invs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(inv *invoice.Invoice) {
-			defer func() { <-sem; wg.Done() }()
-			log := r.Log.With().Str("invoice_number", inv.Number).Int("attempt", inv.IssueAttempts).Logger()
-			out, err := r.Service.Issue(ctx, inv, invoice.SourceResumer)
-			switch {
-			case err == nil || invoice.ErrorCode(err) == invoice.CodeDokuRejected:
-				log.Info().Str("status", string(out.Status)).Msg("resumed invoice")
-				r.Metrics.WorkerItem("resumer", "finished")
-				mu.Lock()
-				finished++
-				mu.Unlock()
-			case inv.IssueAttempts >= r.MaxAttempts:
-				log.Error().Err(err).Msg("giving up on invoice after the last attempt; it stays creating for a person to check with DOKU")
-				r.Metrics.WorkerItem("resumer", "gave_up")
-			default:
-				log.Warn().Err(err).Msg("resume attempt failed; will retry with backoff")
-				r.Metrics.WorkerItem("resumer", "failed")
-			}
-		}(inv)
-	}
-	wg.Wait()
-	return finished, nil
+	return each(invs, r.Concurrency, func(inv *invoice.Invoice) bool {
+		log := r.Log.With().Str("invoice_number", inv.Number).Int("attempt", inv.IssueAttempts).Logger()
+		out, err := r.Service.Issue(ctx, inv, invoice.SourceResumer)
+		switch {
+		case err == nil || invoice.ErrorCode(err) == invoice.CodeDokuRejected:
+			log.Info().Str("status", string(out.Status)).Msg("resumed invoice")
+			r.Metrics.WorkerItem("resumer", "finished")
+			return true
+		case inv.IssueAttempts >= r.MaxAttempts:
+			log.Error().Err(err).Msg("giving up on invoice after the last attempt; it stays creating for a person to check with DOKU")
+			r.Metrics.WorkerItem("resumer", "gave_up")
+		default:
+			log.Warn().Err(err).Msg("resume attempt failed; will retry with backoff")
+			r.Metrics.WorkerItem("resumer", "failed")
+		}
+		return false
+	}), nil
 }

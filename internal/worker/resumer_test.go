@@ -214,25 +214,31 @@ func TestTwoResumersNeverDoubleCall(t *testing.T) {
 	}
 	a, b := s.Resumer(10), s.Resumer(10)
 	a.Batch, b.Batch = 7, 7
-	var wg sync.WaitGroup
-	for _, r := range []interface {
-		RunOnce(context.Context) (int, error)
-	}{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 10; i++ {
-				if _, err := r.RunOnce(context.Background()); err != nil {
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	replicas(t, 10, a, b)
 	if calls := s.Sim.GenerateCalls() - before; calls != n {
 		t.Fatalf("two resumers made %d DOKU calls for %d invoices", calls, n)
 	}
 	if c := s.Count(`SELECT count(*) FROM invoices WHERE status = 'pending'`); c != n {
 		t.Fatalf("%d of %d invoices pending", c, n)
 	}
+}
+
+// replicas runs rounds rounds of each worker at the same time, as replicas of the service would.
+func replicas(t *testing.T, rounds int, workers ...interface {
+	RunOnce(context.Context) (int, error)
+}) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				if _, err := w.RunOnce(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

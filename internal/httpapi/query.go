@@ -1,0 +1,59 @@
+package httpapi
+
+import (
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+)
+
+// listQuery reads a list endpoint's query string strictly: a malformed string, an unknown parameter or
+// a repeated one is a field error, never silently ignored — a misspelt filter would otherwise widen
+// the result. limit and cursor are common to every list; param handles the endpoint's own filters.
+func listQuery(raw string, limit *int, cursor *string, param func(key string, vals []string) *invoice.FieldError) error {
+	// url.URL.Query() drops what it cannot parse; ParseQuery says so.
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return &invoice.Error{Code: invoice.CodeValidation, Message: "the query string is malformed",
+			Fields: []invoice.FieldError{{Field: "query", Message: "is not a valid URL query string"}}}
+	}
+	*limit = defaultPageSize
+	var errs []invoice.FieldError
+	for key, vals := range q {
+		var fe *invoice.FieldError
+		switch key {
+		case "limit":
+			n, err := strconv.Atoi(vals[0])
+			if err != nil || n < 1 || n > maxPageSize || len(vals) != 1 {
+				fe = &invoice.FieldError{Field: key, Message: "must be one integer from 1 to " + strconv.Itoa(maxPageSize)}
+			}
+			*limit = n
+		case "cursor":
+			if len(vals) != 1 {
+				fe = &invoice.FieldError{Field: key, Message: "must be given once"}
+			}
+			*cursor = vals[0]
+		default:
+			fe = param(key, vals)
+		}
+		if fe != nil {
+			errs = append(errs, *fe)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	slices.SortFunc(errs, func(a, b invoice.FieldError) int { return strings.Compare(a.Field, b.Field) })
+	return &invoice.Error{Code: invoice.CodeValidation, Message: "the query has invalid parameters", Fields: errs}
+}
+
+func unknownParam(key string) *invoice.FieldError {
+	return &invoice.FieldError{Field: key, Message: "is not a known query parameter"}
+}
