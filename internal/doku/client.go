@@ -58,9 +58,13 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("doku: HTTP %d: %s", e.StatusCode, e.Message)
 }
 
-// Unwrap makes temporary statuses match ErrUnavailable, so callers need one check.
+// Unwrap makes statuses whose outcome is unknown match ErrUnavailable, so callers need one check:
+// 5xx, 408 and 429 are temporary, and a 409 means DOKU has already processed this Request-Id — a code
+// may well exist even if this answer did not carry it readably, so it is never a refusal.
 func (e *APIError) Unwrap() error {
-	if e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusRequestTimeout {
+	switch {
+	case e.StatusCode >= 500, e.StatusCode == http.StatusTooManyRequests, e.StatusCode == http.StatusRequestTimeout,
+		e.StatusCode == http.StatusConflict:
 		return ErrUnavailable
 	}
 	return nil

@@ -2,6 +2,7 @@ package doku
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -291,7 +294,7 @@ func TestParseGenerateResponse(t *testing.T) {
 }
 
 func TestAPIErrorClassification(t *testing.T) {
-	for status, rejection := range map[int]bool{400: true, 401: true, 404: true, 409: true, 422: true, 408: false, 429: false, 500: false, 502: false, 503: false} {
+	for status, rejection := range map[int]bool{400: true, 401: true, 404: true, 409: false, 422: true, 408: false, 429: false, 500: false, 502: false, 503: false} {
 		err := error(apiError(status, []byte(`{"error":{"message":"nope"}}`)))
 		if IsRejection(err) != rejection {
 			t.Errorf("status %d: IsRejection = %v, want %v", status, !rejection, rejection)
@@ -327,5 +330,20 @@ func TestParseStatusResponse(t *testing.T) {
 		if _, err := parseStatusResponse([]byte(bad)); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s: %v, want ErrUnavailable", bad, err)
 		}
+	}
+}
+
+// A 409 is DOKU saying it has seen this Request-Id: without a readable code in it, the outcome is
+// unknown (retry, check status), never a refusal that would fail the invoice.
+func TestConflictWithoutCodeIsNotARejection(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusConflict)
+		_, _ = w.Write([]byte(`{"error":{"message":"Duplicate Request-Id"}}`))
+	}))
+	defer srv.Close()
+	c := New(Config{BaseURL: srv.URL, ClientID: vecClientID, SecretKey: vecSecret, Timeout: time.Second})
+	_, err := c.Issue(context.Background(), &invoice.Invoice{Number: "INV-1", Channel: invoice.ChannelAlfa, DokuRequestID: "r", DokuRequestBody: []byte(`{}`)})
+	if invoice.ErrorCode(err) != invoice.CodeDokuUnavailable {
+		t.Fatalf("409 without a code: %v, want doku_unavailable", err)
 	}
 }

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -135,5 +136,22 @@ func TestServesItsContract(t *testing.T) {
 	r := s.Do("GET", "/openapi.yaml", nil, map[string]string{"Authorization": ""})
 	if r.Status != 200 || !strings.HasPrefix(string(r.Body), "openapi: 3.1") {
 		t.Fatalf("/openapi.yaml: %d %.40s", r.Status, r.Body)
+	}
+}
+
+func TestMetricsNeedAKeyAndStayBounded(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	if r := s.Do("GET", "/metrics", nil, map[string]string{"Authorization": ""}); r.Status != 401 {
+		t.Fatalf("/metrics without a key on the public listener: %d", r.Status)
+	}
+	for i := 0; i < 50; i++ {
+		req, _ := http.NewRequest(fmt.Sprintf("M%03d", i), s.URL+"/healthz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	_, text := scrape(t, s)
+	if strings.Contains(text, "M049") || !strings.Contains(text, `method="other"`) {
+		t.Fatal("made-up methods became metric labels")
 	}
 }

@@ -63,13 +63,15 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	r.Get("/healthz", h.healthz)
 	r.Get("/readyz", h.readyz)
 	r.Get("/openapi.yaml", serveSpec)
+	auth := bearerAuth(cfg.APIKeyDigests)
 	if deps.ServeMetrics && deps.Metrics != nil {
-		r.Method(http.MethodGet, "/metrics", deps.Metrics.Handler())
+		// This listener also faces DOKU, so metrics need a key here (Prometheus sends it as a bearer
+		// token); METRICS_ADDR serves them without one on an admin network instead.
+		r.With(auth).Method(http.MethodGet, "/metrics", deps.Metrics.Handler())
 	}
 	// DOKU cannot send our API key: the webhook is authenticated by its signature instead.
 	r.Post(cfg.NotificationPath, h.dokuNotification)
 
-	auth := bearerAuth(cfg.APIKeyDigests)
 	r.With(auth).Get("/v1/notifications", h.listNotifications)
 	r.Route("/v1/invoices", func(r chi.Router) {
 		r.Use(auth)

@@ -16,8 +16,9 @@ type Store interface {
 	// ClaimIssue takes the issue lease of a creating invoice if nobody holds it (ok false otherwise)
 	// and schedules the resumer's next attempt after backoff.
 	ClaimIssue(ctx context.Context, number string, lease, backoff time.Duration) (inv *Invoice, ok bool, err error)
-	// ReleaseIssue gives the lease up after a DOKU call whose outcome is unknown, recording ev.
-	ReleaseIssue(ctx context.Context, number string, ev Event) error
+	// ReleaseIssue gives up the lease taken with attempt after a DOKU call whose outcome is unknown,
+	// recording ev.
+	ReleaseIssue(ctx context.Context, number string, attempt int, ev Event) error
 	// AddEvent adds ev to the invoice's history on its own (for calls that changed nothing).
 	AddEvent(ctx context.Context, number string, ev Event) error
 	// Events is the invoice's history, oldest first.
@@ -174,7 +175,7 @@ func (s *Service) Issue(ctx context.Context, inv *Invoice, source Source) (*Invo
 		// Unknown outcome: the invoice stays creating, to be finished with the same Request-Id.
 		// If the release fails too, the lease runs out by itself.
 		call.Detail["result"], call.Detail["error"] = "unavailable", gwErr.Error()
-		_ = s.Store.ReleaseIssue(ctx, inv.Number, call)
+		_ = s.Store.ReleaseIssue(ctx, inv.Number, inv.IssueAttempts, call)
 		return inv, gwErr
 	}
 	updated, err := s.Store.Update(ctx, inv.Number, apply)
@@ -212,8 +213,10 @@ func (s *Service) ReceiveNotification(ctx context.Context, n *Notification, r *P
 // the reconciler and manual sync use it, so a payment found by polling is the same payment a
 // notification would have recorded, and is recorded once whichever comes first.
 func (s *Service) Check(ctx context.Context, inv *Invoice, source Source) (Outcome, *Invoice, error) {
+	// As in Issue: an answer DOKU gave is stored even if the caller hangs up meanwhile.
+	ctx = context.WithoutCancel(ctx)
 	start := s.Now()
-	r, err := s.Gateway.Check(context.WithoutCancel(ctx), inv.Number)
+	r, err := s.Gateway.Check(ctx, inv.Number)
 	call := Event{Source: source, Kind: EventDokuCheck, Detail: map[string]any{"duration_ms": s.Now().Sub(start).Milliseconds()}}
 	if err != nil {
 		call.Detail["result"], call.Detail["error"] = "failed", err.Error()

@@ -17,12 +17,21 @@ const (
 	OutcomeCodeMismatch    Outcome = "code_mismatch"
 	OutcomeIgnoredStatus   Outcome = "ignored_status"
 	OutcomeNotIssued       Outcome = "not_issued"
+	// OutcomeInvoiceMismatch: a status answer about another invoice than the one asked for.
+	OutcomeInvoiceMismatch Outcome = "invoice_mismatch"
+	// OutcomeUnidentified: a payment of a reusable code reported with neither a time nor a store
+	// transaction id, so it cannot be told apart from the others.
+	OutcomeUnidentified Outcome = "unidentified_payment"
 )
 
 // Mismatch reports whether o is a disagreement between DOKU and our record that a person must look
 // at: retrying cannot fix it, and it must never mark the invoice paid.
 func (o Outcome) Mismatch() bool {
-	return o == OutcomeAmountMismatch || o == OutcomeChannelMismatch || o == OutcomeCodeMismatch
+	switch o {
+	case OutcomeAmountMismatch, OutcomeChannelMismatch, OutcomeCodeMismatch, OutcomeInvoiceMismatch, OutcomeUnidentified:
+		return true
+	}
+	return false
 }
 
 // DOKU transaction statuses (REFERENCE.md §4, §5).
@@ -56,6 +65,9 @@ func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
 	if r.DokuStatus != DokuSuccess {
 		return OutcomeIgnoredStatus
 	}
+	if r.InvoiceNumber != "" && r.InvoiceNumber != inv.Number {
+		return OutcomeInvoiceMismatch
+	}
 	if r.Channel != "" && r.Channel != inv.Channel {
 		return OutcomeChannelMismatch
 	}
@@ -71,14 +83,17 @@ func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
 		return OutcomeAmountMismatch
 	}
 
-	key := r.dedupeKey(inv.Reusable)
-	for _, p := range inv.Payments {
-		if p.DedupeKey == key {
-			return OutcomeDuplicate
-		}
-	}
 	if !inv.Reusable && inv.Status == StatusPaid {
 		return OutcomeDuplicate
+	}
+	key := r.dedupeKey(inv.Reusable)
+	if key == "" {
+		return OutcomeUnidentified
+	}
+	for _, p := range inv.Payments {
+		if p.DedupeKey == key || inv.Reusable && r.samePayment(p) {
+			return OutcomeDuplicate
+		}
 	}
 
 	paidAt := r.PaidAt
@@ -108,18 +123,33 @@ func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
 	return OutcomeApplied
 }
 
-// dedupeKey identifies the payment itself. A single-use code can be paid once, so the invoice is the
-// key. A reusable code can be paid many times; each payment is told apart by the store's transaction
-// id when DOKU gives one, and by its time otherwise — both are the same in every retry of a
-// notification and in the status response for that payment.
+// dedupeKey identifies the payment itself in storage, where a unique constraint backs it. A
+// single-use code can be paid once, so the invoice is the key. A reusable code's payments are keyed by
+// the store's transaction id when DOKU gives one, else by time and amount, else (a notification) by
+// its Request-Id; "" when none is known.
 func (r PaymentReport) dedupeKey(reusable bool) string {
-	if !reusable {
+	switch trx := r.Identifiers["AGENT_TRX_ID"]; {
+	case !reusable:
 		return "single"
-	}
-	if trx := r.Identifiers["AGENT_TRX_ID"]; trx != "" {
+	case trx != "":
 		return "trx:" + trx
+	case !r.PaidAt.IsZero():
+		return fmt.Sprintf("at:%s|%d", r.PaidAt.UTC().Format(time.RFC3339Nano), r.Amount)
+	case r.RequestID != "":
+		return "req:" + r.RequestID
 	}
-	return fmt.Sprintf("at:%s", r.PaidAt.UTC().Format(time.RFC3339Nano))
+	return ""
+}
+
+// samePayment recognises one payment of a reusable code reported by two paths. Notifications carry
+// the store's transaction id, DOKU's check status shows only AGENT_ID: so the transaction ids decide
+// when both reports have one, and time and amount (the same in every report of a payment) otherwise.
+func (r PaymentReport) samePayment(p Payment) bool {
+	rTrx, pTrx := r.Identifiers["AGENT_TRX_ID"], p.Identifiers["AGENT_TRX_ID"]
+	if rTrx != "" && pTrx != "" {
+		return rTrx == pTrx
+	}
+	return !r.PaidAt.IsZero() && r.PaidAt.Equal(p.PaidAt) && r.Amount == p.Amount
 }
 
 // Issued is what DOKU returned for a generated payment code.
@@ -172,9 +202,15 @@ func (inv *Invoice) ApplyCheck(r PaymentReport, now time.Time, grace time.Durati
 	case DokuSuccess:
 		return inv.ApplyPayment(r, now)
 	case DokuExpired:
-		if inv.Status == StatusPending {
+		switch {
+		case inv.Status == StatusPending:
 			inv.moveTo(StatusExpired, r.Source, map[string]any{"reason": "DOKU reports the code expired"})
 			return OutcomeExpired
+		case inv.Status == StatusExpired && inv.ExpiredByGrace:
+			// DOKU now confirms what our grace period assumed: the invoice is final.
+			inv.ExpiredByGrace = false
+			inv.Record(Event{Source: r.Source, Kind: EventStatus, From: StatusExpired, To: StatusExpired,
+				Detail: map[string]any{"reason": "DOKU confirms the code expired"}})
 		}
 	case DokuPending:
 		if inv.Status == StatusPending && inv.ExpiresAt != nil && now.After(inv.ExpiresAt.Add(grace)) {

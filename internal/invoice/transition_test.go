@@ -89,7 +89,7 @@ func TestApplyPaymentReusableCode(t *testing.T) {
 	}
 	// Without a store transaction id the payment time tells payments apart.
 	r := report("")
-	r.Identifiers = nil
+	r.Identifiers, r.PaidAt = nil, r.PaidAt.Add(time.Minute)
 	if inv.ApplyPayment(r, now) != OutcomeApplied || inv.ApplyPayment(r, now) != OutcomeDuplicate {
 		t.Fatal("payments without AGENT_TRX_ID are not deduplicated by time")
 	}
@@ -193,5 +193,46 @@ func TestApplyCheck(t *testing.T) {
 	}
 	if check(pendingInvoice(false), "WHATEVER") != OutcomeIgnoredStatus {
 		t.Fatal("unknown status not ignored")
+	}
+}
+
+// A reusable code's payment reported by the webhook (with the store's transaction id) and by a status
+// check (DOKU's check status shows only AGENT_ID) is one payment.
+func TestReusablePaymentSeenByWebhookAndPollIsOne(t *testing.T) {
+	inv := pendingInvoice(true)
+	at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	hook := report("1246")
+	hook.PaidAt = at
+	poll := report("")
+	poll.PaidAt, poll.PaymentCode, poll.Source = at, "", SourceReconciler
+	poll.Identifiers = map[string]string{"AGENT_ID": "ALFAMART"}
+	if inv.ApplyPayment(hook, at) != OutcomeApplied || inv.ApplyPayment(poll, at) != OutcomeDuplicate {
+		t.Fatalf("the same payment was recorded twice: %+v", inv.Payments)
+	}
+	// Two real payments in the same second, told apart by their transaction ids.
+	other := report("1247")
+	other.PaidAt = at
+	if inv.ApplyPayment(other, at) != OutcomeApplied || len(inv.Payments) != 2 || inv.TotalPaid() != 300000 {
+		t.Fatalf("a second payment was lost: %+v", inv.Payments)
+	}
+	// And the other way round: polled first, then notified.
+	inv = pendingInvoice(true)
+	if inv.ApplyPayment(poll, at) != OutcomeApplied || inv.ApplyPayment(hook, at) != OutcomeDuplicate {
+		t.Fatalf("the same payment was recorded twice: %+v", inv.Payments)
+	}
+	// A reusable payment with neither time nor transaction id nor Request-Id cannot be identified.
+	blind := report("")
+	blind.PaidAt, blind.Identifiers, blind.RequestID = time.Time{}, nil, ""
+	if got := inv.ApplyPayment(blind, at); got != OutcomeUnidentified || !got.Mismatch() {
+		t.Fatalf("unidentifiable payment: %s", got)
+	}
+}
+
+func TestStatusAnswerForAnotherInvoiceIsFlagged(t *testing.T) {
+	inv := pendingInvoice(false)
+	r := report("1")
+	r.InvoiceNumber = "INV-OTHER"
+	if got := inv.ApplyCheck(r, time.Now(), time.Hour); got != OutcomeInvoiceMismatch || inv.Status != StatusPending {
+		t.Fatalf("outcome %s, status %s", got, inv.Status)
 	}
 }

@@ -85,6 +85,7 @@ func (m *Metrics) HTTPRequest(route, method string, status int, d time.Duration)
 	if m == nil {
 		return
 	}
+	method = knownMethod(method)
 	m.httpRequests.WithLabelValues(route, method, statusText(status)).Inc()
 	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
 }
@@ -134,6 +135,15 @@ func (m *Metrics) WorkerItem(worker, result string) {
 		return
 	}
 	m.workerItems.WithLabelValues(worker, result).Inc()
+}
+
+// knownMethod keeps the method label bounded: anyone can send any method name.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 func statusText(code int) string {

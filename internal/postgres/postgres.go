@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/puddle/v2"
 	"github.com/pressly/goose/v3"
 
 	"github.com/merchant/o2o/internal/invoice"
@@ -96,7 +98,9 @@ func (m *Migrator) Current(ctx context.Context) (bool, error) {
 }
 
 // classify turns a database error into the domain's vocabulary: "the database is unavailable" (the
-// caller answers 503 and the client or DOKU retries) or an internal fault.
+// caller answers 503 and the client or DOKU retries) or an internal fault (500, logged in full). Only
+// faults of reaching the database count as unavailable; a query or decoding bug must not pass for an
+// outage, or it would be retried forever instead of fixed.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -107,16 +111,33 @@ func classify(err error) error {
 	if invoice.ErrorCode(err) != "" {
 		return err
 	}
-	var connectErr *pgconn.ConnectError
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &connectErr) && errors.As(err, &pgErr) {
+	if unavailable(err) {
+		return fmt.Errorf("%w: %v", invoice.ErrUnavailable, err)
+	}
+	return fmt.Errorf("postgres: %w", err)
+}
+
+func unavailable(err error) bool {
+	var (
+		connectErr *pgconn.ConnectError
+		pgErr      *pgconn.PgError
+		netErr     net.Error
+	)
+	switch {
+	case errors.As(err, &connectErr): // refused, or the server refused the session: whatever the reason
+		return true
+	case errors.As(err, &pgErr):
 		switch pgErr.Code[:2] {
 		case "08", "53", "57", "40": // connection, resources, operator intervention, serialization
-		default:
-			return fmt.Errorf("postgres: %w", err)
+			return true
 		}
+		// A standby during failover (read-only) and a lock that could not be had are passing states.
+		return pgErr.Code == "25006" || pgErr.Code == "55P03"
+	case errors.As(err, &netErr), pgconn.Timeout(err), pgconn.SafeToRetry(err),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, puddle.ErrClosedPool),
+		errors.Is(err, pgconn.ErrConnClosed):
+		return true
 	}
-	// Failing to connect at all (refused, or the server refusing the session) and anything that is
-	// not an answer from the server (closed pool, timeout) is the database being unreachable.
-	return fmt.Errorf("%w: %v", invoice.ErrUnavailable, err)
+	return false
 }

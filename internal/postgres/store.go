@@ -297,7 +297,7 @@ func (s *Store) writeChanges(l *locked) []stmt {
 				issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END,
 				-- Keep polling what may still change; a final invoice leaves the reconciler's queue.
 				next_check_at = CASE
-					WHEN $2 = 'pending' OR ($2 = 'paid' AND reusable AND $6 > now())
+					WHEN $2 = 'pending' OR (` + stillChanging("$2", "reusable", "$12::bool", "$6::timestamptz") + `)
 						THEN coalesce(next_check_at, now() + $13 * interval '1 microsecond')
 					END
 			WHERE id = $1 AND $26::bool
@@ -381,9 +381,12 @@ func (s *Store) ClaimIssue(ctx context.Context, number string, lease, backoff ti
 
 // ReleaseIssue gives up the issue lease after a DOKU call whose outcome is unknown, so that the next
 // retry, by the client or the resumer, need not wait for the lease to run out, and records the call.
-func (s *Store) ReleaseIssue(ctx context.Context, number string, ev invoice.Event) error {
+// attempt is the issue_attempts the lease was taken with: a late release by a holder whose lease ran
+// out and was taken by another must not free the other's.
+func (s *Store) ReleaseIssue(ctx context.Context, number string, attempt int, ev invoice.Event) error {
 	return s.withInvoiceTx(ctx, number, func(tx pgx.Tx, id int64) error {
-		if _, err := tx.Exec(ctx, `UPDATE invoices SET issue_lease_until = NULL WHERE id = $1 AND status = 'creating'`, id); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE invoices SET issue_lease_until = NULL
+			WHERE id = $1 AND status = 'creating' AND issue_attempts = $2`, id, attempt); err != nil {
 			return classify(err)
 		}
 		return s.insertEvents(ctx, tx, id, []invoice.Event{ev})
@@ -522,6 +525,18 @@ func (s *Store) ClaimDueIssues(ctx context.Context, limit int, lease, base, maxB
 	return invs, classify(err)
 }
 
+// recheckWindow is how long after its expiry an invoice that may still see money keeps being checked:
+// a reusable code that was paid (more payments can come until DOKU closes it, and a notification can
+// be lost), and one we expired by our grace period while DOKU still said PENDING.
+const recheckWindow = "7 days"
+
+// stillChanging is the SQL condition, over the given columns or parameters, for a paid or expired
+// invoice that the reconciler keeps checking.
+func stillChanging(status, reusable, byGrace, expiresAt string) string {
+	return fmt.Sprintf(`((%[1]s = 'paid' AND %[2]s) OR (%[1]s = 'expired' AND %[3]s)) AND %[4]s + interval '%[5]s' > now()`,
+		status, reusable, byGrace, expiresAt, recheckWindow)
+}
+
 // ClaimDueChecks hands out up to limit invoices whose status check is due and schedules each one's
 // next check in the same statement: the k-th check waits schedule[k] (the last entry repeats), but
 // never past the invoice's expiry or the end of its grace period, when the answer matters most. The
@@ -531,7 +546,8 @@ func (s *Store) ClaimDueChecks(ctx context.Context, limit int, schedule []time.D
 	// Invoices that became final without a write (a reusable code's expiry passing) leave the queue.
 	if _, err := s.pool.Exec(ctx, `
 		UPDATE invoices SET next_check_at = NULL
-		WHERE next_check_at <= now() AND status <> 'pending' AND NOT (status = 'paid' AND reusable AND expires_at > now())`); err != nil {
+		WHERE next_check_at <= now() AND status <> 'pending'
+		  AND NOT (`+stillChanging("status", "reusable", "expired_by_grace", "expires_at")+`)`); err != nil {
 		return nil, classify(err)
 	}
 	delays := make([]int64, len(schedule))
@@ -585,7 +601,8 @@ func (s *Store) MarkSynced(ctx context.Context, number string, interval time.Dur
 	case !exists:
 		return invoice.ErrNotFound
 	case !marked:
-		retry := time.Duration(wait * float64(time.Second))
+		// Racing syncs can compute the wait from before the winner's write: never advise less than 1 s.
+		retry := max(time.Duration(wait*float64(time.Second)), time.Second)
 		return &invoice.Error{Code: invoice.CodeRateLimited, RetryAfter: retry,
 			Message: fmt.Sprintf("this invoice was synced moments ago; sync again in %.0f s", retry.Seconds()+0.5)}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/merchant/o2o/internal/invoice"
@@ -178,5 +179,84 @@ func TestMigrateDownAndUp(t *testing.T) {
 	}
 	if err := s.Ready(ctx, m); err != nil {
 		t.Fatalf("ready after up: %v", err)
+	}
+}
+
+// A decision that waited for the row lock must see the payment its predecessor just recorded: the
+// same payment of a reusable code reported by two paths at once is recorded once, without an error.
+func TestWaiterOnTheLockSeesThePreviousHoldersPayment(t *testing.T) {
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+	inv := newInvoice("INV-R")
+	inv.Reusable = true
+	if _, _, err := s.Create(ctx, inv, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, "INV-R", func(inv *invoice.Invoice) error {
+		inv.MarkIssued(invoice.Issued{PaymentCode: "8888", ExpiresAt: time.Now().Add(time.Hour)}, invoice.SourceAPI)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	report := func(src invoice.Source) invoice.PaymentReport {
+		return invoice.PaymentReport{InvoiceNumber: "INV-R", Amount: 150000, DokuStatus: invoice.DokuSuccess, Source: src,
+			PaidAt: at, Identifiers: map[string]string{"AGENT_TRX_ID": "1246"}}
+	}
+	holding := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Update(ctx, "INV-R", func(inv *invoice.Invoice) error {
+			inv.ApplyPayment(report(invoice.SourceReconciler), time.Now())
+			close(holding)
+			time.Sleep(300 * time.Millisecond) // the second report is now waiting for the lock
+			return nil
+		})
+		first <- err
+	}()
+	<-holding
+	time.Sleep(50 * time.Millisecond)
+	var outcome invoice.Outcome
+	_, err := s.Update(ctx, "INV-R", func(inv *invoice.Invoice) error {
+		outcome = inv.ApplyPayment(report(invoice.SourceWebhook), time.Now())
+		return nil
+	})
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || outcome != invoice.OutcomeDuplicate {
+		t.Fatalf("second report: outcome %s, err %v; want duplicate", outcome, err)
+	}
+	if got, _ := s.Get(ctx, "INV-R"); len(got.Payments) != 1 {
+		t.Fatalf("%d payments stored", len(got.Payments))
+	}
+}
+
+func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := postgres.NewStore(db.Pool)
+	// A failover to a read-only standby is a passing state: 503, retry.
+	if _, err := db.Pool.Exec(ctx, "ALTER DATABASE "+db.Name+" SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	db.Pool.Reset() // new connections pick the setting up
+	_, _, err := s.Create(ctx, newInvoice("INV-RO"), time.Minute)
+	if invoice.ErrorCode(err) != invoice.CodeUnavailable {
+		t.Fatalf("read-only database: %v, want unavailable", err)
+	}
+	admin, err := pgx.Connect(ctx, pgtest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+db.Name+" SET default_transaction_read_only = off"); err != nil {
+		t.Fatal(err)
+	}
+	db.Pool.Reset()
+	// A statement the database refuses for what it is (here a constraint) is a fault of ours: 500.
+	if _, _, err := s.Create(ctx, newInvoice("INV 1"), time.Minute); err == nil || invoice.ErrorCode(err) != "" {
+		t.Fatalf("check violation: %v, want an internal error", err)
 	}
 }

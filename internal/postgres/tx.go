@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -25,11 +28,18 @@ type locked struct {
 	readPayments int
 }
 
-// lockedRead reads and locks an invoice with its payments.
-const lockedRead = `SELECT ` + invoiceColumns + `, ` + paymentsJSON + ` FROM invoices WHERE invoice_number = $1 FOR UPDATE`
+// lockRow takes the invoice's row lock; readLocked then reads it with its payments. They must be two
+// statements: under READ COMMITTED a SELECT … FOR UPDATE that waited for the lock re-reads the locked
+// row but evaluates its subqueries — the payments — in the snapshot taken before the wait, so a
+// payment committed by the previous holder would be invisible. The next statement takes a new
+// snapshot, after the lock is held.
+const (
+	lockRow    = `SELECT id FROM invoices WHERE invoice_number = $1 FOR UPDATE`
+	readLocked = `SELECT ` + invoiceColumns + `, ` + paymentsJSON + ` FROM invoices WHERE invoice_number = $1`
+)
 
 // lockedTx is every row-locked change to an invoice, in two round trips to the database: first
-// BEGIN, the statements of first, and the locked read of the invoice (skipped when number is empty);
+// BEGIN, the statements of first, and the lock and read of the invoice (skipped when number is empty);
 // then decide, with the invoice (nil when there is none), returns the statements that store its
 // decision, sent with COMMIT. No other work happens while the transaction is open, and an error
 // anywhere rolls everything back. Round trips, not statements, were the service's largest cost on
@@ -42,8 +52,10 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 	open := false
 	defer func() {
 		if open {
-			// Best effort: a connection left inside a transaction is destroyed by the pool anyway.
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			// Best effort, bounded: a connection left inside a transaction is destroyed by the pool.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 		conn.Release()
 	}()
@@ -54,7 +66,8 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 		b.Queue(st.sql, st.args...)
 	}
 	if number != "" {
-		b.Queue(lockedRead, number)
+		b.Queue(lockRow, number)
+		b.Queue(readLocked, number)
 	}
 	br := conn.SendBatch(ctx, b)
 	open = true
@@ -68,6 +81,10 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 		}
 		if number == "" {
 			return nil
+		}
+		var id int64
+		if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
 		}
 		read, err := scanInvoiceWithPayments(br.QueryRow())
 		if err == nil {
@@ -101,7 +118,11 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 	br = conn.SendBatch(ctx, b)
 	err = runResults(br, then)
 	if err == nil {
-		_, err = br.Exec()
+		// A COMMIT of a transaction that failed answers ROLLBACK, not an error.
+		var tag pgconn.CommandTag
+		if tag, err = br.Exec(); err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("postgres: commit answered %q", tag.String())
+		}
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr

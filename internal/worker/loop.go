@@ -28,19 +28,37 @@ func every(ctx context.Context, interval time.Duration, log zerolog.Logger, name
 	}
 }
 
-// each runs fn for every claimed invoice with at most concurrency at once (the calls to DOKU in
-// flight), and returns how many fn reported as done.
-func each(invs []*invoice.Invoice, concurrency int, fn func(*invoice.Invoice) bool) int {
+// inWaves claims up to batch invoices, concurrency at a time, and runs fn on each wave before claiming
+// the next. A claim is taken just before its call: claimed invoices never wait behind others while a
+// lease or a schedule slot runs out, which would let another replica take them too. It returns how
+// many fn reported as done.
+func inWaves(batch, concurrency int, claim func(n int) ([]*invoice.Invoice, error), fn func(*invoice.Invoice) bool) (int, error) {
+	concurrency = max(concurrency, 1)
+	done := 0
+	for claimed := 0; claimed < batch; {
+		invs, err := claim(min(concurrency, batch-claimed))
+		if err != nil {
+			return done, err
+		}
+		if len(invs) == 0 {
+			break
+		}
+		claimed += len(invs)
+		done += each(invs, fn)
+	}
+	return done, nil
+}
+
+// each runs fn for every invoice of a wave at once, and returns how many fn reported as done.
+func each(invs []*invoice.Invoice, fn func(*invoice.Invoice) bool) int {
 	var (
 		wg   sync.WaitGroup
 		done atomic.Int64
-		sem  = make(chan struct{}, max(concurrency, 1))
 	)
 	for _, inv := range invs {
-		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer wg.Done()
 			if fn(inv) {
 				done.Add(1)
 			}

@@ -34,8 +34,8 @@ type Reconciler struct {
 	Metrics *metrics.Metrics
 
 	Interval    time.Duration   // how often to look for due checks
-	Batch       int             // invoices claimed per round
-	Concurrency int             // check-status calls in flight at once
+	Batch       int             // invoices checked per round at most
+	Concurrency int             // check-status calls in flight at once: invoices are claimed this many at a time
 	Schedule    []time.Duration // wait before the 1st, 2nd, … check; the last repeats
 }
 
@@ -46,12 +46,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // RunOnce claims one batch of due invoices and checks each once. It returns how many changed.
 func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
-	invs, err := r.Claimer.ClaimDueChecks(ctx, r.Batch, r.Schedule, r.Service.ExpiryGrace)
-	r.Metrics.WorkerRound("reconciler", err != nil)
-	if err != nil {
-		return 0, err
+	claim := func(n int) ([]*invoice.Invoice, error) {
+		return r.Claimer.ClaimDueChecks(ctx, n, r.Schedule, r.Service.ExpiryGrace)
 	}
-	return each(invs, r.Concurrency, func(inv *invoice.Invoice) bool {
+	changed, err := inWaves(r.Batch, r.Concurrency, claim, func(inv *invoice.Invoice) bool {
 		log := r.Log.With().Str("invoice_number", inv.Number).Logger()
 		outcome, out, err := r.Service.Check(ctx, inv, invoice.SourceReconciler)
 		switch {
@@ -71,5 +69,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
 			r.Metrics.WorkerItem("reconciler", "unchanged")
 		}
 		return false
-	}), nil
+	})
+	r.Metrics.WorkerRound("reconciler", err != nil)
+	return changed, err
 }

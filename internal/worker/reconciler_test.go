@@ -133,8 +133,21 @@ func TestGraceExpiryWhenDokuStaysPending(t *testing.T) {
 	}
 	s.MakeDue()
 	_, _ = s.Reconciler().RunOnce(context.Background())
-	if got := mustGet(t, s, "INV-GRACE"); got.Status != invoice.StatusExpired || !got.ExpiredByGrace {
+	got := mustGet(t, s, "INV-GRACE")
+	if got.Status != invoice.StatusExpired || !got.ExpiredByGrace {
 		t.Fatalf("past the grace period: %s (by grace %v)", got.Status, got.ExpiredByGrace)
+	}
+	// DOKU never said EXPIRED, so the invoice stays on the (slow) schedule: money that still arrives
+	// and whose notification is lost is found by polling alone.
+	if c := s.Count(`SELECT count(*) FROM invoices WHERE invoice_number = 'INV-GRACE' AND next_check_at IS NOT NULL`); c != 1 {
+		t.Fatal("an invoice expired by our grace period left the reconciler's schedule")
+	}
+	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
+	s.Pay(got.PaymentCode, got.Amount)
+	s.MakeDue()
+	_, _ = s.Reconciler().RunOnce(context.Background())
+	if got := mustGet(t, s, "INV-GRACE"); got.Status != invoice.StatusPaid || !got.PaidAfterExpiry || len(got.Payments) != 1 {
+		t.Fatalf("late payment after a grace expiry: %s, paid after expiry %v, %d payments", got.Status, got.PaidAfterExpiry, len(got.Payments))
 	}
 }
 

@@ -28,8 +28,8 @@ type Resumer struct {
 	Metrics *metrics.Metrics
 
 	Interval    time.Duration // how often to look for due invoices
-	Batch       int           // invoices claimed per round
-	Concurrency int           // DOKU calls in flight at once
+	Batch       int           // invoices handled per round at most
+	Concurrency int           // DOKU calls in flight at once: invoices are claimed this many at a time
 	BaseBackoff time.Duration // delay after the first failed attempt; doubles each attempt
 	MaxBackoff  time.Duration
 	MaxAttempts int // after this many attempts an invoice is left for a person
@@ -43,12 +43,10 @@ func (r *Resumer) Run(ctx context.Context) error {
 // RunOnce claims one batch of due invoices and tries each once. It returns how many it finished
 // (pending or failed).
 func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
-	invs, err := r.Claimer.ClaimDueIssues(ctx, r.Batch, r.Service.IssueLease, r.BaseBackoff, r.MaxBackoff, r.MaxAttempts)
-	r.Metrics.WorkerRound("resumer", err != nil)
-	if err != nil {
-		return 0, err
+	claim := func(n int) ([]*invoice.Invoice, error) {
+		return r.Claimer.ClaimDueIssues(ctx, n, r.Service.IssueLease, r.BaseBackoff, r.MaxBackoff, r.MaxAttempts)
 	}
-	return each(invs, r.Concurrency, func(inv *invoice.Invoice) bool {
+	done, err := inWaves(r.Batch, r.Concurrency, claim, func(inv *invoice.Invoice) bool {
 		log := r.Log.With().Str("invoice_number", inv.Number).Int("attempt", inv.IssueAttempts).Logger()
 		out, err := r.Service.Issue(ctx, inv, invoice.SourceResumer)
 		switch {
@@ -64,5 +62,7 @@ func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
 			r.Metrics.WorkerItem("resumer", "failed")
 		}
 		return false
-	}), nil
+	})
+	r.Metrics.WorkerRound("resumer", err != nil)
+	return done, err
 }

@@ -242,3 +242,44 @@ func replicas(t *testing.T, rounds int, workers ...interface {
 	}
 	wg.Wait()
 }
+
+// The resumer claims invoices only as it calls DOKU for them: an invoice further down its batch is not
+// held on a lease that runs out while it waits, so a client retry in the meantime cannot lead to two
+// DOKU calls for it.
+func TestResumerClaimsOnlyWhatItCallsNow(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	s.Service.IssueLease = 300 * time.Millisecond
+	const n = 6
+	s.Sim.SetFaults(dokusim.Faults{FailNext: n, FailStatus: 503})
+	for i := 0; i < n; i++ {
+		if r := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice(fmt.Sprintf("INV-W-%02d", i), "alfa"), nil); r.Status != 503 {
+			t.Fatalf("setup: %d", r.Status)
+		}
+	}
+	s.Sim.SetFaults(dokusim.Faults{LatencyMS: 250})
+	if _, err := s.DB.Pool.Exec(context.Background(), `UPDATE invoices SET next_issue_at = now(), issue_lease_until = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Sim.GenerateCalls()
+	r := s.Resumer(100)
+	r.Concurrency, r.Batch = 1, n
+	done := make(chan struct{})
+	go func() {
+		if _, err := r.RunOnce(context.Background()); err != nil {
+			t.Error(err)
+		}
+		close(done)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	// The checkout retries the last invoice while the resumer is still working through the others.
+	if resp := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice(fmt.Sprintf("INV-W-%02d", n-1), "alfa"), nil); resp.Status != 200 && resp.Status != 409 {
+		t.Fatalf("client retry: %d %s", resp.Status, resp.Body)
+	}
+	<-done
+	if calls := s.Sim.GenerateCalls() - before; calls != n {
+		t.Fatalf("%d DOKU generate calls for %d invoices", calls, n)
+	}
+	if c := s.Count(`SELECT count(*) FROM invoices WHERE status = 'pending'`); c != n {
+		t.Fatalf("%d of %d pending", c, n)
+	}
+}
