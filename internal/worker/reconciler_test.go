@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/merchant/o2o/internal/apitest"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/pgtest"
 )
 
 func createPending(t *testing.T, s *apitest.Stack, number string, changes map[string]any) *invoice.Invoice {
@@ -297,5 +300,46 @@ func TestManualSync(t *testing.T) {
 	r = s.Do("POST", "/v1/invoices/INV-SYNC-2/sync", nil, nil)
 	if body := r.JSON(t); r.Status != 200 || body["status"] != "pending" || body["payment_code"] != s.Sim.PaymentCode("INV-SYNC-2") {
 		t.Fatalf("sync of a creating invoice: HTTP %d %v", r.Status, body)
+	}
+}
+
+// The workers ride out a database outage: a round fails cleanly (nothing claimed, nothing lost) and
+// the next round after the database is back does the work, in the same process.
+func TestWorkersRecoverFromADatabaseOutage(t *testing.T) {
+	s := apitest.New(t, apitest.Options{})
+	inv := createPending(t, s, "INV-OUTAGE", nil)
+	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
+	s.Pay(inv.PaymentCode, inv.Amount)
+	s.MakeDue()
+
+	admin := func(sql string) {
+		t.Helper()
+		conn, err := pgx.Connect(context.Background(), pgtest.AdminURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin("ALTER DATABASE " + s.DB.Name + " ALLOW_CONNECTIONS false")
+	admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + s.DB.Name + "'")
+	for _, w := range []interface {
+		RunOnce(context.Context) (int, error)
+	}{s.Reconciler(), s.Resumer(5)} {
+		if _, err := w.RunOnce(context.Background()); invoice.ErrorCode(err) != invoice.CodeUnavailable {
+			t.Fatalf("round with the database down: %v, want unavailable", err)
+		}
+	}
+	if s.Sim.StatusCalls() != 0 {
+		t.Fatal("DOKU was called although nothing could be claimed")
+	}
+	admin("ALTER DATABASE " + s.DB.Name + " ALLOW_CONNECTIONS true")
+	if n, err := s.Reconciler().RunOnce(context.Background()); err != nil || n != 1 {
+		t.Fatalf("round after recovery: changed %d, err %v", n, err)
+	}
+	if got := mustGet(t, s, "INV-OUTAGE"); got.Status != invoice.StatusPaid {
+		t.Fatalf("status %s after recovery", got.Status)
 	}
 }
