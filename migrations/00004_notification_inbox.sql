@@ -17,7 +17,8 @@ CREATE TABLE notifications (
 
     CONSTRAINT notifications_doku_request_id_key UNIQUE (doku_request_id),
     CONSTRAINT notifications_outcome_valid CHECK (outcome IN ('applied', 'duplicate', 'amount_mismatch',
-        'channel_mismatch', 'code_mismatch', 'ignored_status', 'not_issued', 'unknown_invoice', 'malformed'))
+        'channel_mismatch', 'code_mismatch', 'invoice_mismatch', 'unidentified_payment', 'ignored_status',
+        'not_issued', 'unknown_invoice', 'malformed'))
 );
 
 CREATE INDEX notifications_outcome_id_idx ON notifications (outcome, id DESC);

@@ -13,8 +13,8 @@ import (
 // knownOutcomes are the values of ?outcome=; "flagged" stands for every mismatch.
 var knownOutcomes = []invoice.Outcome{
 	invoice.OutcomeApplied, invoice.OutcomeDuplicate, invoice.OutcomeAmountMismatch, invoice.OutcomeChannelMismatch,
-	invoice.OutcomeCodeMismatch, invoice.OutcomeIgnoredStatus, invoice.OutcomeNotIssued, invoice.OutcomeUnknownInvoice,
-	invoice.OutcomeMalformed,
+	invoice.OutcomeCodeMismatch, invoice.OutcomeInvoiceMismatch, invoice.OutcomeUnidentified, invoice.OutcomeIgnoredStatus,
+	invoice.OutcomeNotIssued, invoice.OutcomeUnknownInvoice, invoice.OutcomeMalformed,
 }
 
 type notificationJSON struct {
@@ -46,8 +46,12 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 			for _, part := range vals {
 				for _, o := range strings.Split(part, ",") {
 					switch {
-					case o == "flagged":
-						f.Outcomes = append(f.Outcomes, invoice.OutcomeAmountMismatch, invoice.OutcomeChannelMismatch, invoice.OutcomeCodeMismatch)
+					case o == "flagged": // every outcome a person must look at
+						for _, k := range knownOutcomes {
+							if k.Mismatch() {
+								f.Outcomes = append(f.Outcomes, k)
+							}
+						}
 					case slices.Contains(knownOutcomes, invoice.Outcome(o)):
 						f.Outcomes = append(f.Outcomes, invoice.Outcome(o))
 					default:
