@@ -27,7 +27,11 @@ type config struct {
 	NotificationURL string `envconfig:"DOKUSIM_NOTIFICATION_URL" required:"true"`
 	// RetrySchedule is DOKU's retry offsets after a failed delivery; shorten it for demos.
 	RetrySchedule []time.Duration `envconfig:"DOKUSIM_RETRY_SCHEDULE" default:"30m,6h,12h"`
-	LogFormat     string          `envconfig:"LOG_FORMAT" default:"json"`
+	// StateFile keeps issued codes across restarts, so no code is ever issued twice.
+	StateFile string `envconfig:"DOKUSIM_STATE_FILE"`
+	// PublicURL is the base of the how-to-pay links, as the customer's browser reaches the simulator.
+	PublicURL string `envconfig:"DOKUSIM_PUBLIC_URL"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
 }
 
 func main() {
@@ -50,13 +54,18 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	log := zerolog.New(w).With().Timestamp().Str("service", "dokusim").Logger()
 
-	sim := dokusim.New(dokusim.Config{
+	sim, err := dokusim.New(dokusim.Config{
 		ClientID:        cfg.ClientID,
 		SecretKey:       cfg.SecretKey,
 		NotificationURL: cfg.NotificationURL,
 		RetrySchedule:   cfg.RetrySchedule,
 		Logger:          log,
+		StateFile:       cfg.StateFile,
+		PublicURL:       cfg.PublicURL,
 	})
+	if err != nil {
+		return err
+	}
 	defer sim.Close()
 	srv := &http.Server{
 		Addr:              cfg.Addr,

@@ -72,7 +72,8 @@ func newLogger(cfg config.Config, w io.Writer) zerolog.Logger {
 // openDatabase connects and waits (bounded) for the database to answer, so the service can start
 // alongside its database (docker compose, a rolling deploy) instead of crashing on the first try.
 func openDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (*postgres.Migrator, func(), error) {
-	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), db.DBMaxConns)
+	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), postgres.PoolOptions{MaxConns: db.DBMaxConns,
+		StatementTimeout: db.DBStatementTimeout, LockTimeout: db.DBLockTimeout, IdleInTxTimeout: db.DBIdleInTxTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -82,6 +83,10 @@ func openDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (
 		err = pool.Ping(waitCtx)
 		if err == nil {
 			break
+		}
+		if why := postgres.Permanent(err); why != "" {
+			pool.Close()
+			return nil, nil, fmt.Errorf("database: %s", why)
 		}
 		log.Warn().Err(err).Msg("database not answering yet")
 		select {
@@ -113,13 +118,20 @@ func migrate(ctx context.Context, direction string, stdout io.Writer) error {
 		return err
 	}
 	defer closeDB()
+	var done []string
 	switch direction {
 	case "up":
-		err = m.Up(ctx)
+		done, err = m.Up(ctx)
 	case "down":
-		err = m.Down(ctx)
+		done, err = m.Down(ctx)
 	case "status":
-		err = m.Status(ctx, stdout)
+		return m.Status(ctx, stdout)
+	}
+	for _, name := range done {
+		fmt.Fprintf(stdout, "migrated %s: %s\n", direction, name)
+	}
+	if err == nil && len(done) == 0 {
+		fmt.Fprintf(stdout, "migrate %s: nothing to do\n", direction)
 	}
 	return err
 }
@@ -137,15 +149,27 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	defer closeDB()
-	if err := m.Up(ctx); err != nil {
+	// Closing the pool waits for connections in use; a hung database must not hold the exit.
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if !within(closeCtx, closeDB) {
+			log.Warn().Msg("database connections still busy at exit; leaving them")
+		}
+	}()
+	applied, err := m.Up(ctx)
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, name := range applied {
+		log.Info().Str("migration", name).Msg("migrated")
 	}
 	pool := m.Pool()
 	mx := metrics.New(pool)
 	store := postgres.NewStore(pool)
 	store.FirstCheck = cfg.ReconcileSchedule[0]
 	store.Metrics = mx
+	mx.WatchAttention(store.OpenAttention)
 
 	dokuClient := doku.New(doku.Config{
 		BaseURL:   cfg.DokuBaseURL,
@@ -155,12 +179,20 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		MaxConns:  int(cfg.DBMaxConns) * 4,
 		Metrics:   mx,
 		Logger:    log,
+		Defaults: doku.BodyDefaults{Info: cfg.DokuDefaultInfo, CustomerEmail: cfg.DokuDefaultCustomerEmail,
+			ReceiptFooter: cfg.DokuDefaultReceiptFooter},
 	})
 	svc := invoice.NewService(store, dokuClient, cfg.DokuTimeout)
 	svc.ExpiryGrace = cfg.ExpiryGrace
 	svc.SyncInterval = cfg.SyncMinInterval
+	svc.StoreTimeout = cfg.DBStatementTimeout
+	keys, _ := cfg.Keys() // validated by Load
+	apiKeys := make([]httpapi.APIKey, len(keys))
+	for i, k := range keys {
+		apiKeys[i] = httpapi.APIKey{Name: k.Name, Digest: k.Digest}
+	}
 	handler := httpapi.NewServer(httpapi.Config{
-		APIKeyDigests:    cfg.KeyDigests(),
+		APIKeys:          apiKeys,
 		NotificationPath: cfg.DokuNotificationPath,
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		Limits:           cfg.Limits(),
@@ -232,11 +264,14 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	case <-ctx.Done():
 	}
 
-	// Stop accepting and let in-flight requests finish, then stop the workers (a DOKU call in
-	// progress completes and is stored), and only then close the pool (deferred above).
+	// One deadline for everything: stop the workers claiming, stop accepting and let in-flight
+	// requests finish, let a worker's DOKU call in progress complete and be stored — and past the
+	// deadline leave what is still running: leases and claims expire by themselves, so nothing is
+	// lost, and a hung database cannot keep the process alive until SIGKILL.
 	log.Info().Dur("deadline", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	stopWorkers()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error().Err(err).Msg("shutdown deadline passed; closing remaining connections")
 		_ = srv.Close()
@@ -244,8 +279,21 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	if admin != nil {
 		_ = admin.Shutdown(shutdownCtx)
 	}
-	stopWorkers()
-	workers.Wait()
+	if !within(shutdownCtx, workers.Wait) {
+		log.Warn().Msg("workers still busy at the shutdown deadline; their claims expire by themselves")
+	}
 	log.Info().Msg("stopped")
 	return serveErr
+}
+
+// within runs fn and reports whether it returned before ctx ended; if not, fn is left running.
+func within(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

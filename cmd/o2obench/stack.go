@@ -89,7 +89,7 @@ func startStack(ctx context.Context, o options) (*stack, error) {
 	}()
 	// The bench's own pool: seeding and the raw baseline. Big enough for 512 waiting clients never
 	// to be the limit of the baseline.
-	if st.pool, err = postgres.Open(ctx, st.dbURL, 64); err != nil {
+	if st.pool, err = postgres.Open(ctx, st.dbURL, postgres.PoolOptions{MaxConns: 64}); err != nil {
 		return nil, err
 	}
 	m, err := postgres.NewMigrator(st.pool)
@@ -97,7 +97,7 @@ func startStack(ctx context.Context, o options) (*stack, error) {
 		return nil, err
 	}
 	defer m.Close()
-	if err := m.Up(ctx); err != nil {
+	if _, err := m.Up(ctx); err != nil {
 		return nil, err
 	}
 

@@ -34,8 +34,13 @@ const (
 	SecretKey        = "SK-TEST-0123456789abcdef"
 	APIKey           = "test-api-key-0123456789abcdef"
 	APIKey2          = "test-api-key-rotated-9876543210"
+	APIKeyName       = "checkout"
+	APIKey2Name      = "ops-rotated"
 	NotificationPath = "/v1/notifications/doku"
 )
+
+// BodyDefaults are the generate-request defaults of the test stack.
+var BodyDefaults = doku.BodyDefaults{Info: "Online purchase", CustomerEmail: "payments@merchant.example", ReceiptFooter: "Thank you"}
 
 // Options tune a Stack.
 type Options struct {
@@ -43,6 +48,8 @@ type Options struct {
 	RetrySchedule []time.Duration
 	Limits        *invoice.Limits
 	Webhook       httpapi.WebhookConfig
+	// Sim sets the simulator's knobs (its credentials and notification URL are the stack's).
+	Sim dokusim.Config
 }
 
 // Stack is a running service with its simulator and database.
@@ -102,10 +109,14 @@ func New(t testing.TB, opts Options) *Stack {
 	t.Cleanup(svcSrv.Close)
 	s.URL = svcSrv.URL
 
-	s.Sim = dokusim.New(dokusim.Config{
-		ClientID: ClientID, SecretKey: SecretKey, NotificationURL: s.URL + NotificationPath,
-		RetrySchedule: opts.RetrySchedule, Logger: log.With().Str("service", "dokusim").Logger(),
-	})
+	simCfg := opts.Sim
+	simCfg.ClientID, simCfg.SecretKey, simCfg.NotificationURL = ClientID, SecretKey, s.URL+NotificationPath
+	simCfg.RetrySchedule, simCfg.Logger = opts.RetrySchedule, log.With().Str("service", "dokusim").Logger()
+	sim, err := dokusim.New(simCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sim = sim
 	simSrv := httptest.NewServer(s.Sim)
 	t.Cleanup(func() { simSrv.Close(); s.Sim.Close() })
 	s.SimURL = simSrv.URL
@@ -118,11 +129,14 @@ func New(t testing.TB, opts Options) *Stack {
 	s.Metrics = metrics.New(s.DB.Pool)
 	s.Store = postgres.NewStore(s.DB.Pool)
 	s.Store.Metrics = s.Metrics
+	s.Metrics.WatchAttention(s.Store.OpenAttention)
+	s.Store.FirstCheck = time.Minute
 	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout,
-		Metrics: s.Metrics, Logger: log.With().Str("service", "o2o").Logger()})
+		Metrics: s.Metrics, Logger: log.With().Str("service", "o2o").Logger(), Defaults: BodyDefaults})
 	s.Service = invoice.NewService(s.Store, client, opts.DokuTimeout)
 	handler = httpapi.NewServer(httpapi.Config{
-		APIKeyDigests: httpapi.KeyDigests(APIKey, APIKey2), NotificationPath: NotificationPath, Limits: limits,
+		APIKeys:          []httpapi.APIKey{httpapi.KeyFor(APIKeyName, APIKey), httpapi.KeyFor(APIKey2Name, APIKey2)},
+		NotificationPath: NotificationPath, Limits: limits,
 		Webhook: opts.Webhook,
 	}, httpapi.Deps{
 		Service:       s.Service,
@@ -305,4 +319,31 @@ func (s *Stack) PayWith(code string, amount int64, extra map[string]any) map[str
 		s.t.Fatalf("simulator pay %s: HTTP %d %v", code, resp.StatusCode, out)
 	}
 	return out
+}
+
+// Attention lists attention items with the given query (e.g. "state=open&invoice_number=INV-1").
+func (s *Stack) Attention(query string) []map[string]any {
+	s.t.Helper()
+	r := s.Do(http.MethodGet, "/v1/attention?"+query, nil, nil)
+	if r.Status != http.StatusOK {
+		s.t.Fatalf("GET /v1/attention?%s: HTTP %d %s", query, r.Status, r.Body)
+	}
+	var out struct {
+		Items []map[string]any `json:"items"`
+	}
+	if err := json.Unmarshal(r.Body, &out); err != nil {
+		s.t.Fatal(err)
+	}
+	return out.Items
+}
+
+// Reconcile makes every check due and runs the reconciler once, times times over.
+func (s *Stack) Reconcile(times int) {
+	s.t.Helper()
+	for i := 0; i < times; i++ {
+		s.MakeDue()
+		if _, err := s.Reconciler().RunOnce(context.Background()); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 }

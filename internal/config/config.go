@@ -1,5 +1,7 @@
 // Package config loads the service's configuration from the environment (envconfig) and validates it
-// once at start, so a bad setting stops the process with one line naming the variable.
+// once at start. Every setting that is missing or invalid is reported at once, one line each, naming
+// the variable and never echoing a value (a value may be a secret). Defaults live in the struct tags
+// and nowhere else.
 package config
 
 import (
@@ -7,8 +9,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
+	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -18,7 +24,8 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 )
 
-// Secret is a string that never prints itself, so an accidental log of the config leaks nothing.
+// Secret is a string that never prints itself, so an accidental log of the config leaks nothing. A
+// secret setting NAME may also be given as a file, NAME_FILE (Docker and Kubernetes secrets).
 type Secret string
 
 // String implements fmt.Stringer with a fixed placeholder.
@@ -32,63 +39,77 @@ func (s Secret) Value() string { return string(s) }
 
 // Database is the part of the configuration that `o2o migrate` needs.
 type Database struct {
-	DatabaseURL Secret `envconfig:"DATABASE_URL" required:"true"`
+	DatabaseURL Secret `envconfig:"DATABASE_URL" required:"true" desc:"PostgreSQL connection string"`
 	// DBMaxConns bounds the pool shared by requests and workers.
-	DBMaxConns int32 `envconfig:"DB_MAX_CONNS" default:"20"`
+	DBMaxConns int32 `envconfig:"DB_MAX_CONNS" default:"20" desc:"pool size shared by requests and workers"`
 	// DBStartupTimeout is how long start-up waits for the database to answer before giving up.
-	DBStartupTimeout time.Duration `envconfig:"DB_STARTUP_TIMEOUT" default:"30s"`
+	DBStartupTimeout time.Duration `envconfig:"DB_STARTUP_TIMEOUT" default:"30s" desc:"how long start-up waits for the database"`
+	// The server-side bounds of every session of the pool: no statement, lock wait or idle
+	// transaction can hold a request, a worker or shutdown forever, however the database behaves.
+	DBStatementTimeout time.Duration `envconfig:"DB_STATEMENT_TIMEOUT" default:"10s" desc:"longest a statement may run"`
+	DBLockTimeout      time.Duration `envconfig:"DB_LOCK_TIMEOUT" default:"5s" desc:"longest a statement waits for a row lock"`
+	DBIdleInTxTimeout  time.Duration `envconfig:"DB_IDLE_IN_TRANSACTION_TIMEOUT" default:"30s" desc:"a session idle inside a transaction this long is ended"`
 }
 
-// Config is every setting of the service. Names are the contract of DESIGN.md §4.
+// Config is every setting of the service.
 type Config struct {
 	Database
 
-	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080" desc:"listen address"`
 	// MetricsAddr, when set, serves /metrics on this separate (admin) address instead of HTTP_ADDR.
-	MetricsAddr string `envconfig:"METRICS_ADDR"`
-	// Pprof serves Go\'s profiler at /debug/pprof/ on METRICS_ADDR (never on HTTP_ADDR).
-	Pprof   bool     `envconfig:"PPROF" default:"false"`
-	APIKeys []Secret `envconfig:"API_KEYS"`
-	// APIKeyHashes are keys given as hex SHA-256 digests, so the config holds no usable key.
-	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES"`
-	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536"`
-	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
+	MetricsAddr string `envconfig:"METRICS_ADDR" desc:"serve /metrics on this admin address instead"`
+	// Pprof serves Go's profiler at /debug/pprof/ on METRICS_ADDR (never on HTTP_ADDR).
+	Pprof bool `envconfig:"PPROF" default:"false" desc:"also serve /debug/pprof/ on METRICS_ADDR"`
+	// APIKeys are bearer keys, each "name:key" (or a bare key, named key1, key2, … by position); the
+	// name is what an attention item's resolution records.
+	APIKeys []Secret `envconfig:"API_KEYS" desc:"bearer keys, name:key, comma-separated"`
+	// APIKeyHashes are keys given as "name:hex SHA-256", so the config holds no usable key.
+	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES" desc:"keys as name:hex SHA-256"`
+	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536" desc:"request body limit"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"graceful-shutdown deadline"`
 
-	DokuBaseURL          string        `envconfig:"DOKU_BASE_URL" default:"https://api-sandbox.doku.com"`
-	DokuClientID         string        `envconfig:"DOKU_CLIENT_ID" required:"true"`
-	DokuSecretKey        Secret        `envconfig:"DOKU_SECRET_KEY" required:"true"`
-	DokuNotificationPath string        `envconfig:"DOKU_NOTIFICATION_PATH" default:"/v1/notifications/doku"`
-	DokuTimeout          time.Duration `envconfig:"DOKU_TIMEOUT" default:"15s"`
+	// DokuBaseURL has no default: a deployment names the DOKU it talks to, so that production never
+	// silently talks to the sandbox (or the reverse).
+	DokuBaseURL          string        `envconfig:"DOKU_BASE_URL" required:"true" desc:"DOKU's base URL"`
+	DokuAllowPlainHTTP   bool          `envconfig:"DOKU_ALLOW_PLAIN_HTTP" default:"false" desc:"allow http:// to a non-loopback DOKU (the simulator in docker compose)"`
+	DokuClientID         string        `envconfig:"DOKU_CLIENT_ID" required:"true" desc:"DOKU Client-Id"`
+	DokuSecretKey        Secret        `envconfig:"DOKU_SECRET_KEY" required:"true" desc:"DOKU secret key"`
+	DokuNotificationPath string        `envconfig:"DOKU_NOTIFICATION_PATH" default:"/v1/notifications/doku" desc:"path of the Notification URL set at DOKU"`
+	DokuTimeout          time.Duration `envconfig:"DOKU_TIMEOUT" default:"15s" desc:"bound on every DOKU call"`
+	// DOKU requires these fields of every generate request; a create request may leave them out.
+	DokuDefaultInfo          string `envconfig:"DOKU_DEFAULT_INFO" default:"Online purchase" desc:"text shown at the store counter when a request has no info"`
+	DokuDefaultCustomerEmail string `envconfig:"DOKU_DEFAULT_CUSTOMER_EMAIL" required:"true" desc:"email sent to DOKU when a request has no customer email"`
+	DokuDefaultReceiptFooter string `envconfig:"DOKU_DEFAULT_RECEIPT_FOOTER" default:"Thank you" desc:"receipt footer when a request has none"`
 
 	// WebhookAllowedCIDRs, when set, is the only networks notifications are accepted from.
-	WebhookAllowedCIDRs []string `envconfig:"WEBHOOK_ALLOWED_CIDRS"`
+	WebhookAllowedCIDRs []string `envconfig:"WEBHOOK_ALLOWED_CIDRS" desc:"accept notifications only from these networks"`
 	// WebhookMaxAge, when positive, refuses notifications with an older Request-Timestamp.
-	WebhookMaxAge time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"0s"`
+	WebhookMaxAge time.Duration `envconfig:"WEBHOOK_MAX_AGE" default:"0s" desc:"refuse older Request-Timestamps (0: off)"`
 
-	AmountMin            int64 `envconfig:"AMOUNT_MIN" default:"10000"`
-	AmountMax            int64 `envconfig:"AMOUNT_MAX" default:"5000000"`
-	ExpiryMinMinutes     int   `envconfig:"EXPIRY_MIN_MINUTES" default:"5"`
-	ExpiryMaxMinutes     int   `envconfig:"EXPIRY_MAX_MINUTES" default:"43200"`
-	ExpiryDefaultMinutes int   `envconfig:"EXPIRY_DEFAULT_MINUTES" default:"60"`
+	AmountMin            int64 `envconfig:"AMOUNT_MIN" default:"10000" desc:"smallest amount, rupiah"`
+	AmountMax            int64 `envconfig:"AMOUNT_MAX" default:"5000000" desc:"largest amount, rupiah"`
+	ExpiryMinMinutes     int   `envconfig:"EXPIRY_MIN_MINUTES" default:"5" desc:"shortest code lifetime"`
+	ExpiryMaxMinutes     int   `envconfig:"EXPIRY_MAX_MINUTES" default:"43200" desc:"longest code lifetime"`
+	ExpiryDefaultMinutes int   `envconfig:"EXPIRY_DEFAULT_MINUTES" default:"60" desc:"code lifetime when a request gives none"`
 
 	// The resumer finishes invoices left creating by DOKU faults or crashes.
-	ResumerInterval    time.Duration `envconfig:"RESUMER_INTERVAL" default:"5s"`
-	ResumerBatch       int           `envconfig:"RESUMER_BATCH" default:"50"`
-	ResumerConcurrency int           `envconfig:"RESUMER_CONCURRENCY" default:"8"`
-	ResumerBaseBackoff time.Duration `envconfig:"RESUMER_BASE_BACKOFF" default:"10s"`
-	ResumerMaxBackoff  time.Duration `envconfig:"RESUMER_MAX_BACKOFF" default:"10m"`
-	ResumerMaxAttempts int           `envconfig:"RESUMER_MAX_ATTEMPTS" default:"20"`
+	ResumerInterval    time.Duration `envconfig:"RESUMER_INTERVAL" default:"5s" desc:"how often the resumer looks for unfinished invoices"`
+	ResumerBatch       int           `envconfig:"RESUMER_BATCH" default:"50" desc:"invoices handled per round at most"`
+	ResumerConcurrency int           `envconfig:"RESUMER_CONCURRENCY" default:"8" desc:"resumer DOKU calls in flight at once"`
+	ResumerBaseBackoff time.Duration `envconfig:"RESUMER_BASE_BACKOFF" default:"10s" desc:"wait after a failed attempt; doubles"`
+	ResumerMaxBackoff  time.Duration `envconfig:"RESUMER_MAX_BACKOFF" default:"10m" desc:"longest wait between attempts"`
+	ResumerMaxAttempts int           `envconfig:"RESUMER_MAX_ATTEMPTS" default:"20" desc:"then the invoice is flagged for a person"`
 
 	// The reconciler polls DOKU's check status for invoices that are not final.
-	ReconcileInterval    time.Duration   `envconfig:"RECONCILE_INTERVAL" default:"10s"`
-	ReconcileBatch       int             `envconfig:"RECONCILE_BATCH" default:"100"`
-	ReconcileConcurrency int             `envconfig:"RECONCILE_CONCURRENCY" default:"8"`
-	ReconcileSchedule    []time.Duration `envconfig:"RECONCILE_SCHEDULE" default:"1m,2m,5m,15m,30m,1h,3h,6h"`
-	ExpiryGrace          time.Duration   `envconfig:"EXPIRY_GRACE" default:"1h"`
-	SyncMinInterval      time.Duration   `envconfig:"SYNC_MIN_INTERVAL" default:"10s"`
+	ReconcileInterval    time.Duration   `envconfig:"RECONCILE_INTERVAL" default:"10s" desc:"how often the reconciler looks for due checks"`
+	ReconcileBatch       int             `envconfig:"RECONCILE_BATCH" default:"100" desc:"invoices checked per round at most"`
+	ReconcileConcurrency int             `envconfig:"RECONCILE_CONCURRENCY" default:"8" desc:"check-status calls in flight at once"`
+	ReconcileSchedule    []time.Duration `envconfig:"RECONCILE_SCHEDULE" default:"1m,2m,5m,15m,30m,1h,3h,6h" desc:"wait before each check; the last repeats"`
+	ExpiryGrace          time.Duration   `envconfig:"EXPIRY_GRACE" default:"1h" desc:"a pending invoice this far past expiry is expired whatever DOKU says"`
+	SyncMinInterval      time.Duration   `envconfig:"SYNC_MIN_INTERVAL" default:"10s" desc:"least time between two manual syncs of one invoice"`
 
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 }
 
 // maxDokuAmount is DOKU's 12-digit limit on order.amount.
@@ -97,167 +118,356 @@ const maxDokuAmount = 999_999_999_999
 // minAPIKeyLength keeps guessable keys out: a key is a bearer secret on an internal network.
 const minAPIKeyLength = 16
 
+// problems collects what is wrong with a configuration, one line per setting.
+type problems []string
+
+func (p *problems) add(name, format string, args ...any) {
+	for _, have := range *p {
+		if strings.HasPrefix(have, name+": ") {
+			return // the first problem of a setting is the one to fix first
+		}
+	}
+	*p = append(*p, name+": "+fmt.Sprintf(format, args...))
+}
+
+func (p problems) err() error {
+	switch len(p) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New("config: " + p[0])
+	}
+	return fmt.Errorf("config: %d settings are invalid:\n  %s", len(p), strings.Join(p, "\n  "))
+}
+
 // LoadDatabase reads only the database settings.
 func LoadDatabase() (Database, error) {
 	var d Database
-	if err := envconfig.Process("", &d); err != nil {
-		return d, tidy(err)
-	}
-	return d, d.validate()
-}
-
-func (d *Database) validate() error {
-	if strings.TrimSpace(d.DatabaseURL.Value()) == "" {
-		return errors.New("config: DATABASE_URL: must not be empty")
-	}
-	if d.DBMaxConns < 1 {
-		return errors.New("config: DB_MAX_CONNS: must be at least 1")
-	}
-	if d.DBStartupTimeout < 0 {
-		return errors.New("config: DB_STARTUP_TIMEOUT: must not be negative")
-	}
-	return nil
+	var p problems
+	load(&d, &p)
+	d.check(&p)
+	return d, p.err()
 }
 
 // Load reads and validates the whole configuration.
 func Load() (Config, error) {
 	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return c, tidy(err)
-	}
-	return c, c.validate()
+	var p problems
+	load(&c, &p)
+	c.check(&p)
+	return c, p.err()
 }
 
-// tidy turns envconfig's errors into one line that names the variable and never echoes its value
-// (a value may be a secret).
-func tidy(err error) error {
-	var pe *envconfig.ParseError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("config: %s: cannot parse the value as %s", pe.KeyName, pe.TypeName)
+// load fills the struct dst points to from the environment one setting at a time, so that every
+// setting that cannot be parsed is reported rather than only the first: envconfig stops at the first
+// error of a struct, so each field is processed as a struct of its own.
+func load(dst any, p *problems) {
+	v := reflect.ValueOf(dst).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if f.Anonymous {
+			load(v.Field(i).Addr().Interface(), p)
+			continue
+		}
+		name := f.Tag.Get("envconfig")
+		if name == "" {
+			continue
+		}
+		if file, ok := os.LookupEnv(name + "_FILE"); ok && isSecret(f.Type) {
+			loadFile(name, file, v.Field(i), p)
+			continue
+		}
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if err := envconfig.Process("", one.Interface()); err != nil {
+			var pe *envconfig.ParseError
+			if errors.As(err, &pe) {
+				p.add(name, "cannot parse the value as %s", pe.TypeName)
+			} else {
+				p.add(name, "is required")
+			}
+			continue
+		}
+		if f.Tag.Get("required") == "true" && one.Elem().Field(0).IsZero() {
+			p.add(name, "is required")
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
 	}
-	return fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "envconfig.Process: "))
 }
 
-func (c *Config) validate() error {
-	bad := func(name, format string, args ...any) error {
-		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+func isSecret(t reflect.Type) bool {
+	return t == reflect.TypeOf(Secret("")) || t == reflect.TypeOf([]Secret(nil))
+}
+
+// loadFile reads secret NAME from the file NAME_FILE names; a list takes one entry per line or comma.
+func loadFile(name, file string, dst reflect.Value, p *problems) {
+	if _, both := os.LookupEnv(name); both {
+		p.add(name, "is set both directly and as %s_FILE; set one", name)
+		return
 	}
-	if c.Pprof && c.MetricsAddr == "" {
-		return bad("PPROF", "needs METRICS_ADDR: the profiler is only served on the admin address")
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		p.add(name+"_FILE", "cannot read the file it names")
+		return
 	}
-	if err := c.Database.validate(); err != nil {
-		return err
+	text := strings.TrimSpace(string(raw))
+	if dst.Kind() == reflect.String {
+		dst.SetString(text)
+		return
 	}
-	if len(c.APIKeys) == 0 && len(c.APIKeyHashes) == 0 {
-		return bad("API_KEYS", "at least one key is required (or give their SHA-256 in API_KEY_HASHES)")
-	}
-	for i, h := range c.APIKeyHashes {
-		if b, err := hex.DecodeString(strings.TrimSpace(h)); err != nil || len(b) != sha256.Size {
-			return bad("API_KEY_HASHES", "entry %d is not a hex SHA-256 digest (64 hex characters)", i+1)
+	var list []Secret
+	for _, s := range strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == '\n' }) {
+		if s = strings.TrimSpace(s); s != "" {
+			list = append(list, Secret(s))
 		}
 	}
+	dst.Set(reflect.ValueOf(list))
+}
+
+func (d *Database) check(p *problems) {
+	if strings.TrimSpace(d.DatabaseURL.Value()) == "" {
+		p.add("DATABASE_URL", "must not be empty")
+	}
+	if d.DBMaxConns < 1 {
+		p.add("DB_MAX_CONNS", "must be at least 1")
+	}
+	positive(p, "DB_STARTUP_TIMEOUT", d.DBStartupTimeout)
+	for name, t := range map[string]time.Duration{"DB_STATEMENT_TIMEOUT": d.DBStatementTimeout, "DB_LOCK_TIMEOUT": d.DBLockTimeout,
+		"DB_IDLE_IN_TRANSACTION_TIMEOUT": d.DBIdleInTxTimeout} {
+		if t < time.Millisecond {
+			p.add(name, "must be at least 1ms")
+		}
+	}
+}
+
+func (c *Config) check(p *problems) {
+	c.Database.check(p)
+	c.checkHTTP(p)
+	c.checkDoku(p)
+	c.checkLimits(p)
+	c.checkWorkers(p)
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		p.add("LOG_LEVEL", "must be one of trace, debug, info, warn, error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		p.add("LOG_FORMAT", `must be "json" or "console"`)
+	}
+}
+
+func positive(p *problems, name string, d time.Duration) {
+	if d <= 0 {
+		p.add(name, "must be positive")
+	}
+}
+
+func atLeast(p *problems, name string, v, min int) {
+	if v < min {
+		p.add(name, "must be at least %d", min)
+	}
+}
+
+func (c *Config) checkHTTP(p *problems) {
+	if c.Pprof && c.MetricsAddr == "" {
+		p.add("PPROF", "needs METRICS_ADDR: the profiler is only served on the admin address")
+	}
+	if len(c.APIKeys) == 0 && len(c.APIKeyHashes) == 0 {
+		p.add("API_KEYS", "at least one key is required (or give their SHA-256 in API_KEY_HASHES)")
+	}
+	if _, err := c.Keys(); err != nil {
+		*p = append(*p, err.Error())
+	}
+	if c.MaxBodyBytes < 1024 {
+		p.add("MAX_BODY_BYTES", "must be at least 1024")
+	}
+	positive(p, "SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	for i, cidr := range c.WebhookAllowedCIDRs {
 		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
-			return bad("WEBHOOK_ALLOWED_CIDRS", "entry %d is not a CIDR such as 203.0.113.0/24", i+1)
+			p.add("WEBHOOK_ALLOWED_CIDRS", "entry %d is not a CIDR such as 203.0.113.0/24", i+1)
 		}
 	}
 	if c.WebhookMaxAge < 0 {
-		return bad("WEBHOOK_MAX_AGE", "must not be negative (0 turns the check off)")
+		p.add("WEBHOOK_MAX_AGE", "must not be negative (0 turns the check off)")
 	}
-	for i, k := range c.APIKeys {
-		k = Secret(strings.TrimSpace(k.Value()))
-		if len(k) < minAPIKeyLength {
-			return bad("API_KEYS", "key %d is shorter than %d characters", i+1, minAPIKeyLength)
+}
+
+func (c *Config) checkDoku(p *problems) {
+	if c.DokuBaseURL != "" {
+		u, err := url.Parse(c.DokuBaseURL)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "":
+			p.add("DOKU_BASE_URL", "must be an absolute https URL without a query, such as https://api.doku.com")
+		case u.Scheme == "http" && !loopback(u.Hostname()) && !c.DokuAllowPlainHTTP:
+			// The secret never crosses the wire, but the payment codes and the customer's details do.
+			p.add("DOKU_BASE_URL", "must be https:// (plain http is allowed to a loopback address, or with DOKU_ALLOW_PLAIN_HTTP=true for a simulator on a private network)")
 		}
-		c.APIKeys[i] = k
-	}
-	if c.MaxBodyBytes < 1024 {
-		return bad("MAX_BODY_BYTES", "must be at least 1024")
-	}
-	u, err := url.Parse(c.DokuBaseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
-		return bad("DOKU_BASE_URL", "must be an absolute http(s) URL without a query")
 	}
 	if strings.TrimSpace(c.DokuClientID) == "" {
-		return bad("DOKU_CLIENT_ID", "must not be empty")
+		p.add("DOKU_CLIENT_ID", "must not be empty")
 	}
 	if c.DokuSecretKey == "" {
-		return bad("DOKU_SECRET_KEY", "must not be empty")
+		p.add("DOKU_SECRET_KEY", "must not be empty")
 	}
-	p := c.DokuNotificationPath
-	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#{}* \t") || strings.HasPrefix(p, "/v1/invoices") || p == "/v1/notifications" ||
-		p == "/healthz" || p == "/readyz" {
-		return bad("DOKU_NOTIFICATION_PATH", "must be a plain path starting with / that no other route uses")
+	path := c.DokuNotificationPath
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#{}* \t") || strings.HasPrefix(path, "/v1/invoices") ||
+		strings.HasPrefix(path, "/v1/attention") || path == "/v1/notifications" || path == "/healthz" || path == "/readyz" {
+		p.add("DOKU_NOTIFICATION_PATH", "must be a plain path starting with / that no other route uses")
 	}
-	if c.DokuTimeout <= 0 {
-		return bad("DOKU_TIMEOUT", "must be positive")
+	positive(p, "DOKU_TIMEOUT", c.DokuTimeout)
+	if msg := plainText(c.DokuDefaultInfo, 255); msg != "" {
+		p.add("DOKU_DEFAULT_INFO", "%s", msg)
 	}
-	if c.ShutdownTimeout <= 0 {
-		return bad("SHUTDOWN_TIMEOUT", "must be positive")
+	if msg := plainText(c.DokuDefaultReceiptFooter, 128); msg != "" {
+		p.add("DOKU_DEFAULT_RECEIPT_FOOTER", "%s", msg)
 	}
+	if a, err := mail.ParseAddress(c.DokuDefaultCustomerEmail); c.DokuDefaultCustomerEmail != "" && (err != nil || a.Address != c.DokuDefaultCustomerEmail) {
+		p.add("DOKU_DEFAULT_CUSTOMER_EMAIL", "must be a plain email address such as payments@merchant.example")
+	}
+}
+
+// loopback reports whether host is this machine: plain http to it never crosses a network.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// plainText says why s is not a non-empty text of at most max characters without control characters.
+func plainText(s string, max int) string {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return "must not be empty"
+	case len([]rune(s)) > max:
+		return fmt.Sprintf("must be at most %d characters", max)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "must not contain control characters"
+	}
+	return ""
+}
+
+func (c *Config) checkLimits(p *problems) {
 	if c.AmountMin < 1 {
-		return bad("AMOUNT_MIN", "must be at least 1")
+		p.add("AMOUNT_MIN", "must be at least 1")
 	}
 	if c.AmountMax < c.AmountMin || c.AmountMax > maxDokuAmount {
-		return bad("AMOUNT_MAX", "must be between AMOUNT_MIN and %d", int64(maxDokuAmount))
+		p.add("AMOUNT_MAX", "must be between AMOUNT_MIN and %d", int64(maxDokuAmount))
 	}
-	if c.ExpiryMinMinutes < 1 {
-		return bad("EXPIRY_MIN_MINUTES", "must be at least 1")
-	}
+	atLeast(p, "EXPIRY_MIN_MINUTES", c.ExpiryMinMinutes, 1)
 	if c.ExpiryMaxMinutes < c.ExpiryMinMinutes || c.ExpiryMaxMinutes > 99_999_999 {
-		return bad("EXPIRY_MAX_MINUTES", "must be between EXPIRY_MIN_MINUTES and 99999999")
+		p.add("EXPIRY_MAX_MINUTES", "must be between EXPIRY_MIN_MINUTES and 99999999")
 	}
 	if c.ExpiryDefaultMinutes < c.ExpiryMinMinutes || c.ExpiryDefaultMinutes > c.ExpiryMaxMinutes {
-		return bad("EXPIRY_DEFAULT_MINUTES", "must be between EXPIRY_MIN_MINUTES and EXPIRY_MAX_MINUTES")
+		p.add("EXPIRY_DEFAULT_MINUTES", "must be between EXPIRY_MIN_MINUTES and EXPIRY_MAX_MINUTES")
 	}
-	if c.ResumerInterval <= 0 {
-		return bad("RESUMER_INTERVAL", "must be positive")
-	}
-	if c.ResumerBatch < 1 {
-		return bad("RESUMER_BATCH", "must be at least 1")
-	}
-	if c.ResumerConcurrency < 1 {
-		return bad("RESUMER_CONCURRENCY", "must be at least 1")
-	}
-	if c.ResumerBaseBackoff <= 0 {
-		return bad("RESUMER_BASE_BACKOFF", "must be positive")
-	}
+}
+
+func (c *Config) checkWorkers(p *problems) {
+	positive(p, "RESUMER_INTERVAL", c.ResumerInterval)
+	atLeast(p, "RESUMER_BATCH", c.ResumerBatch, 1)
+	atLeast(p, "RESUMER_CONCURRENCY", c.ResumerConcurrency, 1)
+	positive(p, "RESUMER_BASE_BACKOFF", c.ResumerBaseBackoff)
 	if c.ResumerMaxBackoff < c.ResumerBaseBackoff {
-		return bad("RESUMER_MAX_BACKOFF", "must be at least RESUMER_BASE_BACKOFF")
+		p.add("RESUMER_MAX_BACKOFF", "must be at least RESUMER_BASE_BACKOFF")
 	}
-	if c.ResumerMaxAttempts < 1 {
-		return bad("RESUMER_MAX_ATTEMPTS", "must be at least 1")
-	}
-	if c.ReconcileInterval <= 0 {
-		return bad("RECONCILE_INTERVAL", "must be positive")
-	}
-	if c.ReconcileBatch < 1 {
-		return bad("RECONCILE_BATCH", "must be at least 1")
-	}
-	if c.ReconcileConcurrency < 1 {
-		return bad("RECONCILE_CONCURRENCY", "must be at least 1")
-	}
+	atLeast(p, "RESUMER_MAX_ATTEMPTS", c.ResumerMaxAttempts, 1)
+	positive(p, "RECONCILE_INTERVAL", c.ReconcileInterval)
+	atLeast(p, "RECONCILE_BATCH", c.ReconcileBatch, 1)
+	atLeast(p, "RECONCILE_CONCURRENCY", c.ReconcileConcurrency, 1)
 	if len(c.ReconcileSchedule) == 0 {
-		return bad("RECONCILE_SCHEDULE", "needs at least one duration")
+		p.add("RECONCILE_SCHEDULE", "needs at least one duration")
 	}
 	for _, d := range c.ReconcileSchedule {
 		if d < time.Second {
-			return bad("RECONCILE_SCHEDULE", "every wait must be at least 1s")
+			p.add("RECONCILE_SCHEDULE", "every wait must be at least 1s")
+			break
 		}
 	}
 	if c.ExpiryGrace < 0 {
-		return bad("EXPIRY_GRACE", "must not be negative")
+		p.add("EXPIRY_GRACE", "must not be negative")
 	}
 	if c.SyncMinInterval < 0 {
-		return bad("SYNC_MIN_INTERVAL", "must not be negative")
+		p.add("SYNC_MIN_INTERVAL", "must not be negative")
 	}
-	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
-		return bad("LOG_LEVEL", "must be one of trace, debug, info, warn, error")
+}
+
+// Key is an accepted API key: its name (recorded when it resolves an attention item) and the SHA-256
+// of the key, which is all the service keeps of it.
+type Key struct {
+	Name   string
+	Digest [32]byte
+}
+
+// Keys returns every accepted API key, from API_KEYS and API_KEY_HASHES alike. A key is "name:key" or
+// a bare key, named key1, key2, … by its position in API_KEYS (hash1, … in API_KEY_HASHES).
+func (c *Config) Keys() ([]Key, error) {
+	var p problems
+	var out []Key
+	seen := map[string]bool{}
+	name := func(setting string, given string, i int, prefix string) string {
+		n := given
+		if n == "" {
+			n = fmt.Sprintf("%s%d", prefix, i+1)
+		}
+		if seen[n] {
+			p.add(setting, "key name %q is used twice", n)
+		}
+		seen[n] = true
+		return n
 	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		return bad("LOG_FORMAT", `must be "json" or "console"`)
+	for i, k := range c.APIKeys {
+		n, key, named := strings.Cut(strings.TrimSpace(k.Value()), ":")
+		if !named {
+			n, key = "", n
+		}
+		if len(key) < minAPIKeyLength {
+			p.add("API_KEYS", "key %d is shorter than %d characters", i+1, minAPIKeyLength)
+		}
+		if named && !validKeyName(n) {
+			p.add("API_KEYS", "key %d has a name that is not 1-64 of A-Z a-z 0-9 . _ -", i+1)
+		}
+		out = append(out, Key{Name: name("API_KEYS", n, i, "key"), Digest: sha256.Sum256([]byte(key))})
 	}
-	return nil
+	for i, h := range c.APIKeyHashes {
+		n, digest, named := strings.Cut(strings.TrimSpace(h), ":")
+		if !named {
+			n, digest = "", n
+		}
+		b, err := hex.DecodeString(digest)
+		if err != nil || len(b) != sha256.Size {
+			p.add("API_KEY_HASHES", "entry %d is not a hex SHA-256 digest (64 hex characters)", i+1)
+			continue
+		}
+		if named && !validKeyName(n) {
+			p.add("API_KEY_HASHES", "entry %d has a name that is not 1-64 of A-Z a-z 0-9 . _ -", i+1)
+		}
+		var d [32]byte
+		copy(d[:], b)
+		out = append(out, Key{Name: name("API_KEY_HASHES", n, i, "hash"), Digest: d})
+	}
+	if len(p) > 0 {
+		return nil, errors.New(strings.Join(p, "\n"))
+	}
+	return out, nil
+}
+
+func validKeyName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	return !strings.ContainsFunc(n, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	})
+}
+
+// AllowedNetworks is WEBHOOK_ALLOWED_CIDRS parsed.
+func (c *Config) AllowedNetworks() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.WebhookAllowedCIDRs))
+	for _, cidr := range c.WebhookAllowedCIDRs {
+		p, _ := netip.ParsePrefix(strings.TrimSpace(cidr)) // validated
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 // Limits are the create-request bounds.
@@ -269,30 +479,4 @@ func (c *Config) Limits() invoice.Limits {
 		ExpiryMaxMinutes: c.ExpiryMaxMinutes,
 		ExpiryDefault:    c.ExpiryDefaultMinutes,
 	}
-}
-
-// KeyDigests returns the SHA-256 of every accepted API key, from API_KEYS and API_KEY_HASHES alike:
-// the auth middleware compares digests only.
-func (c *Config) KeyDigests() [][32]byte {
-	out := make([][32]byte, 0, len(c.APIKeys)+len(c.APIKeyHashes))
-	for _, k := range c.APIKeys {
-		out = append(out, sha256.Sum256([]byte(k.Value())))
-	}
-	for _, h := range c.APIKeyHashes {
-		var d [32]byte
-		b, _ := hex.DecodeString(strings.TrimSpace(h)) // validated
-		copy(d[:], b)
-		out = append(out, d)
-	}
-	return out
-}
-
-// AllowedNetworks is WEBHOOK_ALLOWED_CIDRS parsed.
-func (c *Config) AllowedNetworks() []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(c.WebhookAllowedCIDRs))
-	for _, cidr := range c.WebhookAllowedCIDRs {
-		p, _ := netip.ParsePrefix(strings.TrimSpace(cidr)) // validated
-		out = append(out, p.Masked())
-	}
-	return out
 }

@@ -3,8 +3,11 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // required sets a minimal valid environment.
@@ -13,6 +16,8 @@ func required(t *testing.T) {
 	t.Setenv("API_KEYS", "key-one-0123456789,key-two-0123456789")
 	t.Setenv("DOKU_CLIENT_ID", "MCH-1")
 	t.Setenv("DOKU_SECRET_KEY", "SK-secret-value-123")
+	t.Setenv("DOKU_BASE_URL", "https://api-sandbox.doku.com")
+	t.Setenv("DOKU_DEFAULT_CUSTOMER_EMAIL", "payments@merchant.example")
 }
 
 func TestLoadDefaults(t *testing.T) {
@@ -21,8 +26,9 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8080" || c.DokuBaseURL != "https://api-sandbox.doku.com" || c.DokuNotificationPath != "/v1/notifications/doku" ||
-		len(c.APIKeys) != 2 || c.AmountMin != 10000 || c.AmountMax != 5000000 || c.LogFormat != "json" {
+	if c.HTTPAddr != ":8080" || c.DokuNotificationPath != "/v1/notifications/doku" || c.DokuDefaultInfo == "" ||
+		len(c.APIKeys) != 2 || c.AmountMin != 10000 || c.AmountMax != 5000000 || c.LogFormat != "json" ||
+		c.DBStatementTimeout != 10*time.Second || c.DBLockTimeout != 5*time.Second {
 		t.Fatalf("unexpected defaults %+v", c)
 	}
 	if l := c.Limits(); l.ExpiryDefault != 60 || l.AmountMax != 5000000 {
@@ -36,6 +42,14 @@ func TestInvalidSettingsNameTheVariable(t *testing.T) {
 		"missing API_KEYS":        {"API_KEYS", ""},
 		"short API key":           {"API_KEYS", "short"},
 		"missing secret":          {"DOKU_SECRET_KEY", ""},
+		"missing base URL":        {"DOKU_BASE_URL", ""},
+		"plain http to a host":    {"DOKU_BASE_URL", "http://api.doku.com"},
+		"missing fallback email":  {"DOKU_DEFAULT_CUSTOMER_EMAIL", ""},
+		"fallback email invalid":  {"DOKU_DEFAULT_CUSTOMER_EMAIL", "Payments <p@x.co>"},
+		"blank default info":      {"DOKU_DEFAULT_INFO", " "},
+		"footer too long":         {"DOKU_DEFAULT_RECEIPT_FOOTER", strings.Repeat("f", 129)},
+		"lock timeout":            {"DB_LOCK_TIMEOUT", "0s"},
+		"key name":                {"API_KEYS", "bad name:key-one-0123456789"},
 		"bad base URL":            {"DOKU_BASE_URL", "ftp://doku"},
 		"relative base URL":       {"DOKU_BASE_URL", "api.doku.com"},
 		"notification path query": {"DOKU_NOTIFICATION_PATH", "/hook?x=1"},
@@ -91,7 +105,8 @@ func TestSecretsDoNotPrint(t *testing.T) {
 			}
 		}
 	}
-	if c.DokuSecretKey.Value() != "SK-secret-value-123" || c.KeyDigests()[1] != sha256.Sum256([]byte("key-two-0123456789")) {
+	keys, err := c.Keys()
+	if c.DokuSecretKey.Value() != "SK-secret-value-123" || err != nil || keys[1].Digest != sha256.Sum256([]byte("key-two-0123456789")) {
 		t.Fatal("Value() must return the secret itself")
 	}
 }
@@ -106,10 +121,69 @@ func TestKeysMayBeGivenAsHashesOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := c.KeyDigests(); len(d) != 1 || d[0] != sum {
-		t.Fatalf("digests %x", d)
+	if k, err := c.Keys(); err != nil || len(k) != 1 || k[0].Digest != sum || k[0].Name != "hash1" {
+		t.Fatalf("keys %+v %v", k, err)
 	}
 	if n := c.AllowedNetworks(); len(n) != 2 || n[0].String() != "203.0.113.0/24" {
 		t.Fatalf("networks %v", n)
+	}
+}
+
+// Every bad setting is reported at once, each on its own line naming its variable.
+func TestAllProblemsAtOnce(t *testing.T) {
+	required(t)
+	t.Setenv("DOKU_TIMEOUT", "soon")
+	t.Setenv("AMOUNT_MIN", "ten")
+	t.Setenv("DOKU_CLIENT_ID", "")
+	t.Setenv("LOG_FORMAT", "xml")
+	_, err := Load()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, name := range []string{"DOKU_TIMEOUT", "AMOUNT_MIN", "DOKU_CLIENT_ID", "LOG_FORMAT"} {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, name+":") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s is named on %d lines of:\n%s", name, n, err)
+		}
+	}
+}
+
+// A secret setting can come from a file (Docker and Kubernetes secrets), and not from both places.
+func TestSecretsFromFiles(t *testing.T) {
+	required(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	os.Unsetenv("DOKU_SECRET_KEY")
+	os.Unsetenv("API_KEYS")
+	t.Setenv("DOKU_SECRET_KEY_FILE", write("secret", "SK-from-a-file-0001\n"))
+	t.Setenv("API_KEYS_FILE", write("keys", "checkout:key-one-0123456789\nops:key-two-0123456789\n"))
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := c.Keys()
+	if c.DokuSecretKey.Value() != "SK-from-a-file-0001" || len(keys) != 2 || keys[1].Name != "ops" {
+		t.Fatalf("secret %q, keys %+v", c.DokuSecretKey.Value(), keys)
+	}
+	t.Setenv("DOKU_SECRET_KEY", "SK-also-set")
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "DOKU_SECRET_KEY") || strings.Contains(err.Error(), "SK-") {
+		t.Fatalf("both set: %v", err)
+	}
+	t.Setenv("DATABASE_URL_FILE", filepath.Join(dir, "missing"))
+	os.Unsetenv("DATABASE_URL")
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "DATABASE_URL_FILE") {
+		t.Fatalf("unreadable file: %v", err)
 	}
 }

@@ -91,6 +91,8 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Logger logs each call when the context carries no request logger.
 	Logger zerolog.Logger
+	// Defaults fill the generate request's required fields a create request left out.
+	Defaults BodyDefaults
 }
 
 // Client calls DOKU. It is safe for concurrent use and reuses connections.
@@ -102,6 +104,7 @@ type Client struct {
 	now      func() time.Time
 	metrics  *metrics.Metrics
 	log      zerolog.Logger
+	defaults BodyDefaults
 }
 
 // New returns a Client for cfg.
@@ -129,6 +132,7 @@ func New(cfg Config) *Client {
 		now:      time.Now,
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
+		defaults: cfg.Defaults,
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -34,21 +36,30 @@ func FuzzNotification(f *testing.F) {
 		h.Set(HeaderRequestID, requestID)
 		h.Set(HeaderRequestTimestamp, timestamp)
 		h.Set(HeaderSignature, signature)
-		r, err := v.ReadNotification(h, body)
-		if err == nil {
+		n, r, err := v.ReadNotification(h, body)
+		if n != nil {
 			want := Sign(v.Secret, Components{ClientID: h.Get(HeaderClientID), RequestID: h.Get(HeaderRequestID),
 				Timestamp: h.Get(HeaderRequestTimestamp), Target: v.Target, Digest: Digest(body)})
 			if h.Get(HeaderClientID) != vecClientID || h.Get(HeaderSignature) != want {
 				t.Fatalf("accepted a notification not signed for us: %q %q", clientID, signature)
 			}
-			if r.DokuStatus == invoice.DokuSuccess && (r.InvoiceNumber == "" || r.Amount <= 0) {
-				t.Fatalf("SUCCESS without invoice or amount: %+v", r)
+			storable(t, n.RequestID, n.InvoiceNumber)
+			for k, v := range n.Headers {
+				storable(t, k, v)
 			}
+		}
+		if (err == nil) != (r != nil) {
+			t.Fatalf("report %v with error %v", r, err)
 		}
 		// Parsing alone, as if the signature had passed, must be as safe.
 		if r, err := ParseNotification(body); err == nil {
-			if r.DokuStatus == invoice.DokuSuccess && (r.InvoiceNumber == "" || r.Amount <= 0) {
+			if r.DokuStatus == invoice.DokuSuccess && (r.InvoiceNumber == "" || r.AmountText == "" || r.Amount < 0) {
 				t.Fatalf("SUCCESS without invoice or amount: %+v", r)
+			}
+			// Everything read from DOKU's bytes is text PostgreSQL stores, whatever the bytes were.
+			storable(t, r.InvoiceNumber, r.PaymentCode, r.AmountText, r.DateText, r.DokuStatus, r.OriginalRequestID, string(r.Channel))
+			for k, v := range r.Identifiers {
+				storable(t, k, v)
 			}
 		} else if !errors.Is(err, ErrMalformed) {
 			t.Fatalf("parse error is not ErrMalformed: %v", err)
@@ -92,4 +103,13 @@ func FuzzDokuResponses(f *testing.F) {
 			}
 		}
 	})
+}
+
+func storable(t *testing.T, texts ...string) {
+	t.Helper()
+	for _, s := range texts {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			t.Fatalf("%q is not text PostgreSQL can store", s)
+		}
+	}
 }

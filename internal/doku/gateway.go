@@ -8,7 +8,9 @@ import (
 )
 
 // RequestBody implements invoice.Gateway: the generate request for inv.
-func (c *Client) RequestBody(inv *invoice.Invoice) ([]byte, error) { return GenerateBody(inv) }
+func (c *Client) RequestBody(inv *invoice.Invoice) ([]byte, error) {
+	return GenerateBody(inv, c.defaults)
+}
 
 // Issue implements invoice.Gateway: it sends inv's stored Request-Id and body and translates the
 // answer into the domain's terms — a definite refusal (doku_rejected, with DOKU's message) or an

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/strictjson"
@@ -76,30 +78,31 @@ type Identifier struct {
 // ErrMalformed is returned for a notification body that cannot be understood.
 var ErrMalformed = errors.New("doku: malformed notification")
 
-// ParseNotification decodes a notification body leniently (unknown fields are ignored, numbers may be
-// strings) and translates it into a payment report. It needs the invoice number, a status and, for a
-// success, a whole positive amount; everything else is checked against the invoice by the domain.
+// ParseNotification reads a notification body and translates it into a payment report. Keys must be
+// exact and unrepeated (even up to case: {"amount":1000,"AMOUNT":150000} has no right reading), but
+// everything that can be read without guessing is: unknown fields are ignored, numbers may be strings,
+// a date in a format we do not know falls back to the receipt time (DateText keeps it), and an amount
+// that is not a whole number of rupiah is reported as such for the domain to flag, not refused — a
+// genuine notification is never lost over its formatting. It needs the invoice number and a status;
+// everything else is checked against the invoice by the domain.
 func ParseNotification(body []byte) (invoice.PaymentReport, error) {
 	var n Notification
-	if err := json.Unmarshal(body, &n); err != nil {
-		return invoice.PaymentReport{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	// Signed by DOKU or not, a body whose meaning depends on which duplicate a parser keeps is not
-	// one to move money on.
-	if err := strictjson.CheckDuplicateKeys(body); err != nil {
+	if err := strictjson.DecodeForeign(body, &n); err != nil {
 		return invoice.PaymentReport{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return n.Report()
 }
 
-// Report translates a decoded notification or status answer into a payment report.
+// Report translates a decoded notification into a payment report.
 func (n *Notification) Report() (invoice.PaymentReport, error) {
 	r := invoice.PaymentReport{
-		InvoiceNumber:     n.Order.InvoiceNumber,
-		DokuStatus:        n.Transaction.Status,
-		PaymentCode:       string(n.O2OInfo.PaymentCode),
-		OriginalRequestID: n.Transaction.OriginalRequestID,
+		InvoiceNumber:     CleanText(n.Order.InvoiceNumber),
+		DokuStatus:        CleanText(n.Transaction.Status),
+		PaymentCode:       CleanText(string(n.O2OInfo.PaymentCode)),
+		OriginalRequestID: CleanText(n.Transaction.OriginalRequestID),
 		Channel:           n.channel(),
+		AmountText:        CleanText(string(n.Order.Amount)),
+		DateText:          CleanText(n.Transaction.Date),
 	}
 	if r.InvoiceNumber == "" {
 		return r, fmt.Errorf("%w: order.invoice_number is missing", ErrMalformed)
@@ -107,33 +110,73 @@ func (n *Notification) Report() (invoice.PaymentReport, error) {
 	if r.DokuStatus == "" {
 		return r, fmt.Errorf("%w: transaction.status is missing", ErrMalformed)
 	}
-	if amount, err := parseAmount(string(n.Order.Amount)); err == nil {
-		r.Amount = amount
-	} else if r.DokuStatus == invoice.DokuSuccess {
+	whole, err := parseAmount(r.AmountText)
+	switch {
+	case err == nil:
+		r.Amount = whole
+	case errors.Is(err, errNotWhole):
+		// Readable, but not an amount we could have asked for: Amount stays 0, which no invoice has,
+		// so the domain flags it as a mismatch for a person instead of it being lost as unreadable.
+	case r.DokuStatus == invoice.DokuSuccess:
 		return r, fmt.Errorf("%w: order.%v", ErrMalformed, err)
 	}
-	if n.Transaction.Date != "" {
-		t, err := time.Parse(time.RFC3339, n.Transaction.Date)
-		if err != nil {
-			return r, fmt.Errorf("%w: transaction.date %q is not an RFC 3339 time", ErrMalformed, n.Transaction.Date)
-		}
-		r.PaidAt = t.UTC()
+	if t, ok := parseDate(r.DateText); ok {
+		r.PaidAt = t
 	}
 	if len(n.O2OPayment.Identifier) > 0 {
 		r.Identifiers = make(map[string]string, len(n.O2OPayment.Identifier))
 		for _, id := range n.O2OPayment.Identifier {
-			if id.Name != "" {
-				r.Identifiers[id.Name] = id.Value
+			if name := CleanText(id.Name); name != "" {
+				r.Identifiers[name] = CleanText(id.Value)
 			}
 		}
 	}
 	return r, nil
 }
 
+// mentionedInvoice is the invoice number an unreadable body seems to name, for a person to find it by;
+// nothing is decided on it. "" when there is no plausible one.
+func mentionedInvoice(body []byte) string {
+	var v struct {
+		Order struct {
+			InvoiceNumber string `json:"invoice_number"`
+		} `json:"order"`
+	}
+	_ = json.Unmarshal(body, &v) // encoding/json: as far as it gets
+	if invoice.CheckInvoiceNumber(v.Order.InvoiceNumber) != "" {
+		return ""
+	}
+	return v.Order.InvoiceNumber
+}
+
+// parseDate reads transaction.date: RFC 3339 in every sample, but DOKU writes yyyyMMddHHmmss in WIB
+// elsewhere in the same API and documents no guarantee. A zoneless ISO time is not guessed at.
+func parseDate(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), true
+	}
+	if t, err := ParseWIB(s); err == nil {
+		return t.UTC(), true
+	}
+	return time.Time{}, false
+}
+
+// CleanText makes text from DOKU storable as PostgreSQL text and jsonb, which refuse NUL and invalid
+// UTF-8: either becomes U+FFFD. The raw bytes of every notification are kept as received elsewhere.
+func CleanText(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
 // channel maps DOKU's channel (or, failing that, acquirer) id to ours. An id we do not know maps to
 // a value no invoice has, so it is flagged as a channel mismatch rather than silently accepted.
 func (n *Notification) channel() invoice.Channel {
-	switch id := n.Channel.ID; id {
+	switch id := CleanText(n.Channel.ID); id {
 	case ChannelIDAlfa:
 		return invoice.ChannelAlfa
 	case ChannelIDIndomaret:
@@ -142,7 +185,7 @@ func (n *Notification) channel() invoice.Channel {
 	default:
 		return invoice.Channel(unknownChannelPrefix + id)
 	}
-	switch id := n.Acquirer.ID; id {
+	switch id := CleanText(n.Acquirer.ID); id {
 	case AcquirerIDAlfa:
 		return invoice.ChannelAlfa
 	case AcquirerIDIndomaret:
@@ -154,18 +197,33 @@ func (n *Notification) channel() invoice.Channel {
 	}
 }
 
-// ReadNotification verifies a notification's signature over its raw body and then parses it. Errors
-// carry the domain's codes: invalid_signature (answer 401, write nothing) before anything of the body
-// is trusted, invalid_notification (answer 400) for a genuine but unreadable body.
-func (v Verifier) ReadNotification(h http.Header, body []byte) (invoice.PaymentReport, error) {
+// headersKept are the notification headers stored with it in the inbox (none is our secret).
+var headersKept = []string{HeaderClientID, HeaderRequestID, HeaderRequestTimestamp, HeaderSignature, "Content-Type", "User-Agent"}
+
+// ReadNotification verifies a notification's signature over its raw body and then reads it. It
+// returns the notification as the inbox keeps it — the raw body and the headers that matter, as text
+// PostgreSQL accepts whatever bytes arrived — and its payment report, nil when the body could not be
+// read. Errors carry the domain's codes: invalid_signature (answer 401, keep nothing) before anything
+// of the body is trusted, invalid_notification (a genuine but unreadable body, kept for a person).
+func (v Verifier) ReadNotification(h http.Header, body []byte) (*invoice.Notification, *invoice.PaymentReport, error) {
 	if err := v.Verify(h, body); err != nil {
-		return invoice.PaymentReport{}, &invoice.Error{Code: invoice.CodeBadSignature, Message: "the notification signature is not valid", Cause: err}
+		return nil, nil, &invoice.Error{Code: invoice.CodeBadSignature, Message: "the notification signature is not valid", Cause: err}
+	}
+	n := &invoice.Notification{RequestID: CleanText(h.Get(HeaderRequestID)), Body: body,
+		Headers: make(map[string]string, len(headersKept))}
+	for _, k := range headersKept {
+		if val := h.Get(k); val != "" {
+			n.Headers[k] = CleanText(val)
+		}
 	}
 	r, err := ParseNotification(body)
+	n.InvoiceNumber = r.InvoiceNumber
 	if err != nil {
-		return r, &invoice.Error{Code: invoice.CodeInvalidNotification, Message: err.Error(), Cause: err}
+		n.InvoiceNumber = mentionedInvoice(body)
+		n.InvalidReason = err.Error()
+		return n, nil, &invoice.Error{Code: invoice.CodeInvalidNotification, Message: err.Error(), Cause: err}
 	}
 	r.Source = invoice.SourceWebhook
-	r.RequestID = h.Get(HeaderRequestID)
-	return r, nil
+	r.RequestID = n.RequestID
+	return n, &r, nil
 }

@@ -87,17 +87,51 @@ func TestGenerateBodyReproducesV1Bytes(t *testing.T) {
 		Customer:      invoice.Customer{Name: "Taufik Ismail", Email: "taufik@doku.com"},
 		ReceiptFooter: "Call Center 021 555-0525",
 	}
-	body, err := GenerateBody(inv)
+	body, err := GenerateBody(inv, BodyDefaults{Info: "x", CustomerEmail: "y@z.co", ReceiptFooter: "z"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(body) != v1Body {
 		t.Fatalf("GenerateBody =\n%s\nwant\n%s", body, v1Body)
 	}
-	inv.Channel = invoice.ChannelIndomaret
-	body, _ = GenerateBody(inv)
-	if bytes.Contains(body, []byte("alfa_info")) {
-		t.Fatalf("indomaret body carries alfa_info: %s", body)
+}
+
+// Every field DOKU's page marks required is in the body on both channels, from the request or else
+// from the defaults — never omitted, never empty.
+func TestGenerateBodyCarriesEveryRequiredField(t *testing.T) {
+	d := BodyDefaults{Info: "Online purchase", CustomerEmail: "payments@merchant.example", ReceiptFooter: "Thank you"}
+	for _, ch := range []invoice.Channel{invoice.ChannelAlfa, invoice.ChannelIndomaret} {
+		bare := &invoice.Invoice{Number: "INV-1", Channel: ch, Amount: 150000, ExpiresInMinutes: 60, Customer: invoice.Customer{Name: "A"}}
+		raw, err := GenerateBody(bare, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, field := range RequiredGenerateFields {
+			var v any = doc
+			for _, part := range strings.Split(field, ".") {
+				m, _ := v.(map[string]any)
+				v = m[part]
+			}
+			if v == nil || v == "" {
+				t.Errorf("%s: %s is missing or empty in %s", ch, field, raw)
+			}
+		}
+		want := map[string]any{"info": "Online purchase", "email": "payments@merchant.example", "footer_message": "Thank you"}
+		got := map[string]any{"info": doc["online_to_offline_info"].(map[string]any)["info"],
+			"email":          doc["customer"].(map[string]any)["email"],
+			"footer_message": doc["alfa_info"].(map[string]any)["receipt"].(map[string]any)["footer_message"]}
+		for k := range want {
+			if got[k] != want[k] {
+				t.Errorf("%s: %s = %v, want the default %v", ch, k, got[k], want[k])
+			}
+		}
+		if reusable, ok := doc["online_to_offline_info"].(map[string]any)["reusable_status"].(bool); !ok || reusable {
+			t.Errorf("%s: reusable_status must be the JSON boolean false: %s", ch, raw)
+		}
 	}
 }
 
@@ -254,9 +288,38 @@ func TestParseNotificationLenientAndStrict(t *testing.T) {
 		{"failed status without amount", `{"order":{"invoice_number":"A"},"transaction":{"status":"FAILED"}}`},
 	}
 	for _, tc := range ok {
-		if _, err := ParseNotification([]byte(tc.body)); err != nil {
-			t.Errorf("%s: %v", tc.name, err)
+		if r, err := ParseNotification([]byte(tc.body)); err != nil || (r.DokuStatus == invoice.DokuSuccess && r.Amount != 150000) {
+			t.Errorf("%s: %+v %v", tc.name, r, err)
 		}
+	}
+	// Readable, so never lost as malformed: an amount that is not whole rupiah is reported as such
+	// (Amount 0 matches no invoice: a mismatch for a person), and a date we cannot read falls back to
+	// the time of receipt while its text is kept.
+	forgiven := []struct{ name, body, amount, date string }{
+		{"fractional amount", `{"order":{"invoice_number":"A","amount":"150000.50"},"transaction":{"status":"SUCCESS"}}`, "150000.50", ""},
+		{"fractional number", `{"order":{"invoice_number":"A","amount":150000.5},"transaction":{"status":"SUCCESS"}}`, "150000.5", ""},
+		{"negative amount", `{"order":{"invoice_number":"A","amount":-5},"transaction":{"status":"SUCCESS"}}`, "-5", ""},
+		{"overflowing amount", `{"order":{"invoice_number":"A","amount":99999999999999999999},"transaction":{"status":"SUCCESS"}}`, "99999999999999999999", ""},
+		{"unreadable date", `{"order":{"invoice_number":"A","amount":150000},"transaction":{"status":"SUCCESS","date":"12/08/2021 14:06"}}`, "150000", "12/08/2021 14:06"},
+	}
+	for _, tc := range forgiven {
+		r, err := ParseNotification([]byte(tc.body))
+		if err != nil || r.AmountText != tc.amount || r.DateText != tc.date || !r.PaidAt.IsZero() {
+			t.Errorf("%s: %+v %v", tc.name, r, err)
+		}
+		if tc.date == "" && r.Amount != 0 {
+			t.Errorf("%s: amount %d, want 0 (not a whole rupiah amount)", tc.name, r.Amount)
+		}
+	}
+	if r, err := ParseNotification([]byte(`{"order":{"invoice_number":"A","amount":1},"transaction":{"status":"SUCCESS","date":"20210812140628"}}`)); err != nil ||
+		r.PaidAt.Format(TimestampLayout) != "2021-08-12T07:06:28Z" {
+		t.Errorf("a WIB yyyyMMddHHmmss date: %+v %v", r, err)
+	}
+	// Text PostgreSQL refuses never reaches it: NUL and invalid UTF-8 become U+FFFD.
+	r, err := ParseNotification([]byte("{\"order\":{\"invoice_number\":\"A\",\"amount\":1},\"transaction\":{\"status\":\"SUCCESS\"}," +
+		"\"online_to_offline_payment\":{\"identifier\":[{\"name\":\"AGENT_TRX_ID\",\"value\":\"12\\u000034\xff\"}]}}"))
+	if err != nil || r.Identifiers["AGENT_TRX_ID"] != "12\uFFFD34\uFFFD" {
+		t.Errorf("identifiers with NUL and invalid UTF-8: %q %v", r.Identifiers, err)
 	}
 	bad := []struct{ name, body string }{
 		{"not json", `hello`},
@@ -264,11 +327,12 @@ func TestParseNotificationLenientAndStrict(t *testing.T) {
 		{"array", `[]`},
 		{"no invoice number", `{"order":{"amount":1},"transaction":{"status":"SUCCESS"}}`},
 		{"no status", `{"order":{"invoice_number":"A","amount":1}}`},
-		{"fractional amount", `{"order":{"invoice_number":"A","amount":150000.5},"transaction":{"status":"SUCCESS"}}`},
-		{"negative amount", `{"order":{"invoice_number":"A","amount":-5},"transaction":{"status":"SUCCESS"}}`},
-		{"overflowing amount", `{"order":{"invoice_number":"A","amount":99999999999999999999},"transaction":{"status":"SUCCESS"}}`},
 		{"amount as object", `{"order":{"invoice_number":"A","amount":{}},"transaction":{"status":"SUCCESS"}}`},
-		{"bad date", `{"order":{"invoice_number":"A","amount":1},"transaction":{"status":"SUCCESS","date":"yesterday"}}`},
+		{"amount not a number", `{"order":{"invoice_number":"A","amount":"lots"},"transaction":{"status":"SUCCESS"}}`},
+		{"amount with a huge exponent", `{"order":{"invoice_number":"A","amount":1e999999999},"transaction":{"status":"SUCCESS"}}`},
+		{"duplicate key", `{"order":{"invoice_number":"A","amount":1,"amount":150000},"transaction":{"status":"SUCCESS"}}`},
+		{"case-variant key", `{"order":{"invoice_number":"A","amount":1000,"AMOUNT":150000},"transaction":{"status":"SUCCESS"}}`},
+		{"case-variant object", `{"order":{"invoice_number":"A","amount":1000},"ORDER":{"amount":150000},"transaction":{"status":"SUCCESS"}}`},
 	}
 	for _, tc := range bad {
 		if _, err := ParseNotification([]byte(tc.body)); !errors.Is(err, ErrMalformed) {
@@ -314,7 +378,9 @@ func TestAPIErrorClassification(t *testing.T) {
 func TestParseStatusResponse(t *testing.T) {
 	// The O2O sample of REFERENCE.md §5, reusable_status as a string.
 	r, err := parseStatusResponse([]byte(`{"order":{"invoice_number":"INV-67220100000","amount":120000},"transaction":{"status":"SUCCESS","date":"2021-12-29T02:37:35Z","original_request_id":"INV-67220100000"},"service":{"id":"ONLINE_TO_OFFLINE"},"acquirer":{"id":"ALFA"},"channel":{"id":"ONLINE_TO_OFFLINE_ALFA"},"online_to_offline_info":{"created_date":"20211229093735","expired_date":"20211229100732","reusable_status":"false"},"online_to_offline_payment":{"identifier":[{"name":"AGENT_ID","value":"ALFAMART"}]}}`))
-	if err != nil || r.DokuStatus != "SUCCESS" || r.Amount != 120000 || r.Channel != invoice.ChannelAlfa || r.PaidAt.IsZero() {
+	// A check says that the code was paid, not which payment or when: its date is the code's creation.
+	if err != nil || r.DokuStatus != "SUCCESS" || r.Amount != 120000 || r.Channel != invoice.ChannelAlfa || !r.PaidAt.IsZero() ||
+		!r.Anonymous || len(r.Identifiers) != 0 {
 		t.Fatalf("%+v %v", r, err)
 	}
 	for _, reusable := range []string{`true`, `"true"`, `false`, `"false"`} {

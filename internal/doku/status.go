@@ -2,7 +2,6 @@ package doku
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/strictjson"
 )
 
 // StatusPath is the check-status path of an invoice number (or generate Request-Id).
@@ -34,15 +34,19 @@ func (c *Client) CheckStatus(ctx context.Context, invoiceNumber string) (r invoi
 	return parseStatusResponse(body)
 }
 
+// parseStatusResponse reads a check-status answer. DOKU documents it as the notification's shape with
+// less in it, and what is there means less: transaction.date is when the code was created, not when it
+// was paid, and the identifiers carry only AGENT_ID. So the report is Anonymous — it says that the
+// code was paid, never which payment — and takes neither a payment time nor identifiers from it.
 func parseStatusResponse(body []byte) (invoice.PaymentReport, error) {
 	var n Notification
-	if err := json.Unmarshal(body, &n); err != nil {
+	if err := strictjson.DecodeForeign(body, &n); err != nil {
 		return invoice.PaymentReport{}, fmt.Errorf("%w: unreadable status response: %v", ErrUnavailable, err)
 	}
 	// Some error answers come with HTTP 200 and an error body.
 	if n.Order.InvoiceNumber == "" && n.Transaction.Status == "" {
 		var eb errorBody
-		if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+		if strictjson.DecodeForeign(body, &eb) == nil && eb.Error.Message != "" {
 			return invoice.PaymentReport{}, &APIError{StatusCode: http.StatusNotFound, Code: eb.Error.Code, Message: eb.Error.Message}
 		}
 	}
@@ -50,6 +54,7 @@ func parseStatusResponse(body []byte) (invoice.PaymentReport, error) {
 	if err != nil {
 		return r, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	r.Anonymous, r.PaidAt, r.DateText, r.Identifiers = true, time.Time{}, "", nil
 	switch r.DokuStatus {
 	case invoice.DokuPending, invoice.DokuSuccess, invoice.DokuExpired, invoice.DokuFailed:
 	default:

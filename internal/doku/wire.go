@@ -5,17 +5,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/strictjson"
 )
 
+// RequiredGenerateFields are the generate-request fields DOKU's Indomaret "Generate Payment Code" page
+// marks required — alfa_info included — and the Alfa page prints the same body. GenerateBody sends
+// every one on both channels; the simulator refuses a request that lacks any.
+var RequiredGenerateFields = []string{
+	"order", "order.invoice_number", "order.amount",
+	"online_to_offline_info", "online_to_offline_info.expired_time", "online_to_offline_info.reusable_status",
+	"online_to_offline_info.info",
+	"customer", "customer.name", "customer.email",
+	"alfa_info", "alfa_info.receipt",
+}
+
 // generateBody is the generate-payment-code request. Field order is the order DOKU documents; it is
-// what the V1 test vector's bytes are.
+// what the V1 test vector's bytes are. DOKU's Indomaret page marks every field here required — info,
+// customer.email and alfa_info.receipt included, on the Indomaret channel too — so none is ever
+// omitted: a field the client did not give is filled from BodyDefaults.
 type generateBody struct {
 	Order struct {
 		InvoiceNumber string `json:"invoice_number"`
@@ -24,37 +38,49 @@ type generateBody struct {
 	O2OInfo struct {
 		ExpiredTime    int    `json:"expired_time"`
 		ReusableStatus bool   `json:"reusable_status"`
-		Info           string `json:"info,omitempty"`
+		Info           string `json:"info"`
 	} `json:"online_to_offline_info"`
 	Customer struct {
 		Name  string `json:"name"`
-		Email string `json:"email,omitempty"`
+		Email string `json:"email"`
 	} `json:"customer"`
-	AlfaInfo *alfaInfo `json:"alfa_info,omitempty"`
+	AlfaInfo struct {
+		Receipt struct {
+			FooterMessage string `json:"footer_message"`
+		} `json:"receipt"`
+	} `json:"alfa_info"`
 }
 
-type alfaInfo struct {
-	Receipt struct {
-		FooterMessage string `json:"footer_message"`
-	} `json:"receipt"`
+// BodyDefaults fill the fields DOKU requires that a create request may leave out.
+type BodyDefaults struct {
+	// Info is shown at the store counter when the cashier looks the code up.
+	Info string
+	// CustomerEmail stands in for the customer's address (the merchant's own, typically).
+	CustomerEmail string
+	// ReceiptFooter is printed on the store receipt (the API takes a footer for Alfa only).
+	ReceiptFooter string
 }
 
 // GenerateBody builds the exact bytes of the generate request for inv. They are stored with the
 // invoice and sent unchanged on every retry: DOKU's idempotency compares bodies.
-func GenerateBody(inv *invoice.Invoice) ([]byte, error) {
+func GenerateBody(inv *invoice.Invoice, d BodyDefaults) ([]byte, error) {
 	var b generateBody
 	b.Order.InvoiceNumber = inv.Number
 	b.Order.Amount = inv.Amount
 	b.O2OInfo.ExpiredTime = inv.ExpiresInMinutes
 	b.O2OInfo.ReusableStatus = inv.Reusable
-	b.O2OInfo.Info = inv.Info
+	b.O2OInfo.Info = or(inv.Info, d.Info)
 	b.Customer.Name = inv.Customer.Name
-	b.Customer.Email = inv.Customer.Email
-	if inv.Channel == invoice.ChannelAlfa && inv.ReceiptFooter != "" {
-		b.AlfaInfo = &alfaInfo{}
-		b.AlfaInfo.Receipt.FooterMessage = inv.ReceiptFooter
-	}
+	b.Customer.Email = or(inv.Customer.Email, d.CustomerEmail)
+	b.AlfaInfo.Receipt.FooterMessage = or(inv.ReceiptFooter, d.ReceiptFooter)
 	return json.Marshal(&b)
+}
+
+func or(s, fallback string) string {
+	if s != "" {
+		return s
+	}
+	return fallback
 }
 
 // wib is Western Indonesian Time, the zone of DOKU's yyyyMMddHHmmss dates. Indonesia has no daylight
@@ -90,7 +116,7 @@ type GenerateResponse struct {
 
 func parseGenerateResponse(body []byte) (invoice.Issued, error) {
 	var r GenerateResponse
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := strictjson.DecodeForeign(body, &r); err != nil {
 		return invoice.Issued{}, fmt.Errorf("decode generate response: %w", err)
 	}
 	code := string(r.O2OInfo.PaymentCode)
@@ -152,21 +178,30 @@ func (f *FlexBool) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// parseAmount reads an integer rupiah amount sent as a number or a string. A fraction is accepted only
-// when it is zero ("150000.00"): anything else is not a whole rupiah amount and is refused, not rounded.
+// errNotWhole is a readable amount that is not a positive whole number of rupiah.
+var errNotWhole = errors.New("is not a positive whole number of rupiah")
+
+// parseAmount reads an integer rupiah amount sent as a number or a string. A zero fraction
+// ("150000.00") is the same amount; a number that is not a positive whole rupiah amount that fits
+// int64 is errNotWhole (it is never rounded); text that is not a decimal number is another error.
 func parseAmount(s string) (int64, error) {
 	if s == "" {
 		return 0, errors.New("amount is missing")
 	}
-	whole, frac, hasFrac := strings.Cut(s, ".")
-	if hasFrac && strings.Trim(frac, "0") != "" {
-		return 0, fmt.Errorf("amount %q is not a whole number of rupiah", s)
+	var r big.Rat
+	// big.Rat also reads "1/2" and "0x10": allow only the characters of a decimal number, and keep
+	// the exponent short — "1e999999999" would make big.Rat build a billion-digit number.
+	_, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
+	if len(s) > 64 || strings.Trim(s, "0123456789.-+eE") != "" || hasExp && len(strings.TrimLeft(exp, "+-")) > 2 {
+		return 0, fmt.Errorf("amount %q is not a number", s)
 	}
-	v, err := strconv.ParseInt(whole, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("amount %q is not a positive integer", s)
+	if _, ok := r.SetString(s); !ok {
+		return 0, fmt.Errorf("amount %q is not a number", s)
 	}
-	return v, nil
+	if !r.IsInt() || r.Sign() <= 0 || !r.Num().IsInt64() {
+		return 0, errNotWhole
+	}
+	return r.Num().Int64(), nil
 }
 
 // errorBody is DOKU's error shape; more keys appear at times, and the message is what we keep.
@@ -182,7 +217,7 @@ type errorBody struct {
 func apiError(status int, body []byte) *APIError {
 	e := &APIError{StatusCode: status}
 	var eb errorBody
-	if json.Unmarshal(body, &eb) == nil {
+	if strictjson.DecodeForeign(body, &eb) == nil {
 		e.Code = eb.Error.Code
 		e.Message = eb.Error.Message
 		if e.Message == "" {

@@ -13,15 +13,20 @@ import (
 type Faults struct {
 	// LatencyMS delays every API answer.
 	LatencyMS int `json:"latency_ms"`
-	// FailNext makes the next N API calls answer FailStatus with FailMessage.
+	// FailNext makes the next N API calls answer FailStatus with FailMessage in DOKU's error body.
 	FailNext    int    `json:"fail_next"`
 	FailStatus  int    `json:"fail_status"`
 	FailMessage string `json:"fail_message"`
+	// FailWith200 sends those error bodies with HTTP 200, as DOKU does at times.
+	FailWith200 bool `json:"fail_with_200"`
 	// HangNext makes the next N API calls hang until the caller gives up (a timeout).
 	HangNext int `json:"hang_next"`
 	// LoseResponseNext makes the next N generate calls issue their code as usual and then hang
 	// instead of answering: DOKU did the work, the merchant never heard.
 	LoseResponseNext int `json:"lose_response_next"`
+	// StatusAnswer, when set, is the transaction.status every check status answers with (FAILED, or a
+	// status DOKU never documented), whatever the order's state.
+	StatusAnswer string `json:"status_answer"`
 	// DropNotifications records payments but never sends their notifications.
 	DropNotifications bool `json:"drop_notifications"`
 	// NotifyDelayMS sends each notification this long after the payment instead of at once.
@@ -53,6 +58,9 @@ func (s *Simulator) takeFault(ctx context.Context) (func(http.ResponseWriter), b
 		}
 		if msg == "" {
 			msg = http.StatusText(status)
+		}
+		if f.FailWith200 {
+			status = http.StatusOK
 		}
 		answer = func(w http.ResponseWriter) { dokuError(w, status, "simulated_fault", msg) }
 	}

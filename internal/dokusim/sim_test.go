@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,22 +30,42 @@ const (
 
 func startSim(t *testing.T, notifyURL string, schedule []time.Duration) (*dokusim.Simulator, string) {
 	t.Helper()
-	sim := dokusim.New(dokusim.Config{ClientID: clientID, SecretKey: secret, NotificationURL: notifyURL, RetrySchedule: schedule})
+	return startSimWith(t, dokusim.Config{NotificationURL: notifyURL, RetrySchedule: schedule})
+}
+
+func startSimWith(t *testing.T, cfg dokusim.Config) (*dokusim.Simulator, string) {
+	t.Helper()
+	cfg.ClientID, cfg.SecretKey = clientID, secret
+	if cfg.NotificationURL == "" {
+		cfg.NotificationURL = "http://127.0.0.1:1/n"
+	}
+	sim, err := dokusim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() { srv.Close(); sim.Close() })
 	return sim, srv.URL
 }
 
+var defaults = doku.BodyDefaults{Info: "Online purchase", CustomerEmail: "payments@merchant.example", ReceiptFooter: "Thank you"}
+
 func body(number string) []byte {
 	b, _ := doku.GenerateBody(&invoice.Invoice{Number: number, Channel: invoice.ChannelAlfa, Amount: 150000,
-		ExpiresInMinutes: 60, Customer: invoice.Customer{Name: "Taufik"}})
+		ExpiresInMinutes: 60, Customer: invoice.Customer{Name: "Taufik"}}, defaults)
 	return b
 }
 
 // signedPost sends body to path signed with key (a wrong key forges the signature).
 func signedPost(t *testing.T, base, path, requestID string, body []byte, key string) (int, []byte) {
 	t.Helper()
-	ts := time.Now().UTC().Format(doku.TimestampLayout)
+	return signedPostAt(t, base, path, requestID, body, key, time.Now())
+}
+
+// signedPostAt signs with a Request-Timestamp of at.
+func signedPostAt(t *testing.T, base, path, requestID string, body []byte, key string, at time.Time) (int, []byte) {
+	t.Helper()
+	ts := at.UTC().Format(doku.TimestampLayout)
 	req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(body))
 	req.Header.Set(doku.HeaderClientID, clientID)
 	req.Header.Set(doku.HeaderRequestID, requestID)
@@ -96,19 +119,174 @@ func TestSimulatorIdempotencyAndValidation(t *testing.T) {
 		t.Fatalf("same invoice, new Request-Id: %d, want 400", status)
 	}
 	for name, b := range map[string]string{
-		"no invoice number": `{"order":{"amount":1},"customer":{"name":"a"}}`,
-		"decimal amount":    `{"order":{"invoice_number":"X","amount":1.5},"customer":{"name":"a"}}`,
-		"13-digit amount":   `{"order":{"invoice_number":"X","amount":1000000000000},"customer":{"name":"a"}}`,
-		"no customer name":  `{"order":{"invoice_number":"X","amount":1}}`,
-		"zero expiry":       `{"order":{"invoice_number":"X","amount":1},"online_to_offline_info":{"expired_time":0},"customer":{"name":"a"}}`,
-		"not json":          `nope`,
+		"decimal amount":  strings.Replace(string(body("X")), `"amount":150000`, `"amount":1.5`, 1),
+		"amount string":   strings.Replace(string(body("X")), `"amount":150000`, `"amount":"150000"`, 1),
+		"13-digit amount": strings.Replace(string(body("X")), `"amount":150000`, `"amount":1000000000000`, 1),
+		"zero expiry":     strings.Replace(string(body("X")), `"expired_time":60`, `"expired_time":0`, 1),
+		"reusable string": strings.Replace(string(body("X")), `"reusable_status":false`, `"reusable_status":"false"`, 1),
+		"case variant":    strings.Replace(string(body("X")), `"order":{`, `"ORDER":{"amount":1},"order":{`, 1),
+		"not json":        `nope`,
 	} {
 		if status, out := signedPost(t, base, doku.PathAlfaGenerate, "v-"+name, []byte(b), secret); status != 400 || !bytes.Contains(out, []byte(`"message"`)) {
 			t.Errorf("%s: %d %s", name, status, out)
 		}
 	}
-	if sim.GenerateCalls() != 10 {
-		t.Fatalf("GenerateCalls = %d, want 10", sim.GenerateCalls())
+	if sim.GenerateCalls() != 11 {
+		t.Fatalf("GenerateCalls = %d, want 11", sim.GenerateCalls())
+	}
+}
+
+// drop removes the field at a dotted path from a JSON document.
+func drop(t *testing.T, doc []byte, path string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(path, ".")
+	cur := m
+	for _, p := range parts[:len(parts)-1] {
+		cur = cur[p].(map[string]any)
+	}
+	delete(cur, parts[len(parts)-1])
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// The simulator refuses a generate request that lacks any field DOKU marks required, one case per
+// field, on both channels — and with a named knob, and only then, lets a test leave one out.
+func TestSimulatorRequiresEveryDocumentedField(t *testing.T) {
+	_, base := startSim(t, "", nil)
+	for _, ch := range []invoice.Channel{invoice.ChannelAlfa, invoice.ChannelIndomaret} {
+		full, _ := doku.GenerateBody(&invoice.Invoice{Number: "INV-FULL-" + string(ch), Channel: ch, Amount: 150000, ExpiresInMinutes: 60,
+			Customer: invoice.Customer{Name: "Taufik"}}, defaults)
+		for _, field := range doku.RequiredGenerateFields {
+			t.Run(string(ch)+"/"+field, func(t *testing.T) {
+				status, out := signedPost(t, base, doku.GeneratePath(ch), "miss-"+string(ch)+field, drop(t, full, field), secret)
+				if status != 400 || !strings.Contains(string(out), field+" is mandatory") {
+					t.Fatalf("without %s: %d %s", field, status, out)
+				}
+			})
+		}
+		blank := strings.Replace(string(full), `"email":"payments@merchant.example"`, `"email":""`, 1)
+		if status, out := signedPost(t, base, doku.GeneratePath(ch), "blank-"+string(ch), []byte(blank), secret); status != 400 {
+			t.Fatalf("an empty customer.email: %d %s", status, out)
+		}
+		if status, out := signedPost(t, base, doku.GeneratePath(ch), "full-"+string(ch), full, secret); status != 200 {
+			t.Fatalf("the complete body: %d %s", status, out)
+		}
+	}
+	_, lenient := startSimWith(t, dokusim.Config{OptionalFields: []string{"customer.email"}})
+	if status, out := signedPost(t, lenient, doku.PathAlfaGenerate, "lenient", drop(t, body("INV-L"), "customer.email"), secret); status != 200 {
+		t.Fatalf("with the knob on: %d %s", status, out)
+	}
+}
+
+// A Request-Timestamp far from DOKU's clock is refused, unless a test turns the check off by name.
+func TestSimulatorChecksTheClock(t *testing.T) {
+	_, base := startSim(t, "", nil)
+	for _, off := range []time.Duration{-10 * time.Minute, 10 * time.Minute} {
+		if status, out := signedPostAt(t, base, doku.PathAlfaGenerate, "skew", body("INV-SKEW"), secret, time.Now().Add(off)); status != 401 || !strings.Contains(string(out), "away from DOKU's clock") {
+			t.Fatalf("timestamp %v off: %d %s", off, status, out)
+		}
+	}
+	if status, _ := signedPostAt(t, base, doku.PathAlfaGenerate, "near", body("INV-NEAR"), secret, time.Now().Add(-time.Minute)); status != 200 {
+		t.Fatalf("a minute off: %d", status)
+	}
+	_, lax := startSimWith(t, dokusim.Config{IgnoreClockSkew: true})
+	if status, _ := signedPostAt(t, lax, doku.PathAlfaGenerate, "skew", body("INV-SKEW"), secret, time.Now().Add(-time.Hour)); status != 200 {
+		t.Fatalf("with the check off: %d", status)
+	}
+}
+
+// Check status answers in exactly DOKU's documented shape: no payment code, the creation time as the
+// transaction date, AGENT_ID alone.
+func TestCheckStatusHasDokusShapeOnly(t *testing.T) {
+	sim, base := startSim(t, "", nil)
+	c := doku.New(doku.Config{BaseURL: base, ClientID: clientID, SecretKey: secret, Timeout: 2 * time.Second})
+	if _, err := c.GeneratePaymentCode(context.Background(), invoice.ChannelAlfa, "r1", body("INV-ST")); err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(10 * time.Minute)
+	pay, _ := json.Marshal(map[string]any{"invoice_number": "INV-ST"})
+	resp, err := http.Post(base+"/simulator/payments", "application/json", bytes.NewReader(pay))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pay: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodGet, base+doku.StatusPath("INV-ST"), nil)
+	ts := time.Now().UTC().Format(doku.TimestampLayout)
+	req.Header = doku.SignedHeaders([]byte(secret), doku.Components{ClientID: clientID, RequestID: "s1", Timestamp: ts, Target: doku.StatusPath("INV-ST")}, false)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&got)
+	keys := func(v any) []string {
+		var out []string
+		for k := range v.(map[string]any) {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if k := keys(got); !slices.Equal(k, []string{"acquirer", "channel", "online_to_offline_info", "online_to_offline_payment", "order", "service", "transaction"}) {
+		t.Fatalf("top-level keys %v", k)
+	}
+	if k := keys(got["online_to_offline_info"]); !slices.Equal(k, []string{"created_date", "expired_date", "reusable_status"}) {
+		t.Fatalf("online_to_offline_info keys %v (no payment_code)", k)
+	}
+	tx := got["transaction"].(map[string]any)
+	created, _ := doku.ParseWIB(got["online_to_offline_info"].(map[string]any)["created_date"].(string))
+	if tx["status"] != "SUCCESS" || tx["date"] != created.UTC().Format(doku.TimestampLayout) {
+		t.Fatalf("transaction %v: the date must be the code's creation time %v", tx, created)
+	}
+	ids := got["online_to_offline_payment"].(map[string]any)["identifier"].([]any)
+	if len(ids) != 1 || ids[0].(map[string]any)["name"] != "AGENT_ID" {
+		t.Fatalf("identifiers %v, want AGENT_ID alone", ids)
+	}
+}
+
+// An error can come as HTTP 200 with DOKU's error body: never a code, never a payment.
+func TestErrorsWithStatus200(t *testing.T) {
+	sim, base := startSim(t, "", nil)
+	c := doku.New(doku.Config{BaseURL: base, ClientID: clientID, SecretKey: secret, Timeout: 2 * time.Second})
+	sim.SetFaults(dokusim.Faults{FailNext: 2, FailWith200: true, FailMessage: "Order not found"})
+	if _, err := c.GeneratePaymentCode(context.Background(), invoice.ChannelAlfa, "r1", body("INV-200")); !errors.Is(err, doku.ErrUnavailable) {
+		t.Fatalf("generate answered 200 with an error: %v, want an unknown outcome", err)
+	}
+	if _, err := c.CheckStatus(context.Background(), "INV-200"); err == nil {
+		t.Fatal("check status answered 200 with an error body was read as a status")
+	}
+}
+
+// With a state file, a restarted simulator remembers its orders and never issues a code twice.
+func TestSimulatorStateSurvivesRestarts(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state.json")
+	codes := map[string]bool{}
+	for run := 0; run < 3; run++ {
+		sim, base := startSimWith(t, dokusim.Config{StateFile: file})
+		number := fmt.Sprintf("INV-RUN-%d", run)
+		status, out := signedPost(t, base, doku.PathAlfaGenerate, "r-"+number, body(number), secret)
+		if status != 200 {
+			t.Fatalf("run %d: %d %s", run, status, out)
+		}
+		code := sim.PaymentCode(number)
+		if codes[code] {
+			t.Fatalf("run %d reissued code %s", run, code)
+		}
+		codes[code] = true
+		for prev := 0; prev < run; prev++ {
+			if sim.PaymentCode(fmt.Sprintf("INV-RUN-%d", prev)) == "" {
+				t.Fatalf("run %d forgot the order of run %d", run, prev)
+			}
+		}
+		if status, _ := signedPost(t, base, doku.PathAlfaGenerate, "r-"+number, body(number), secret); status != 409 {
+			t.Fatalf("run %d: replay %d", run, status)
+		}
+		sim.Close()
 	}
 }
 
@@ -129,7 +307,7 @@ func TestClientAgainstSimulator(t *testing.T) {
 		t.Fatalf("replay: %+v %v", again, err)
 	}
 	// A definite refusal keeps DOKU's message.
-	_, err = c.GeneratePaymentCode(ctx, invoice.ChannelAlfa, "req-2", []byte(`{"order":{"invoice_number":"X","amount":1}}`))
+	_, err = c.GeneratePaymentCode(ctx, invoice.ChannelAlfa, "req-2", drop(t, body("X"), "customer.name"))
 	var ae *doku.APIError
 	if !doku.IsRejection(err) || !errors.As(err, &ae) || ae.Message != "customer.name is mandatory" {
 		t.Fatalf("rejection: %v", err)
@@ -156,7 +334,10 @@ func TestClientTimeoutAndServerErrorsAreUnavailable(t *testing.T) {
 
 func TestClientReusesConnections(t *testing.T) {
 	var conns atomic.Int64
-	sim := dokusim.New(dokusim.Config{ClientID: clientID, SecretKey: secret, NotificationURL: "http://127.0.0.1:1/n"})
+	sim, err := dokusim.New(dokusim.Config{ClientID: clientID, SecretKey: secret, NotificationURL: "http://127.0.0.1:1/n"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewUnstartedServer(sim)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {

@@ -1,13 +1,11 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/merchant/o2o/internal/invoice"
@@ -30,66 +28,31 @@ func decodeJSON(r *http.Request, dst any) error {
 	return decodeJSONBytes(body, dst)
 }
 
-// decodeJSONBytes is decodeJSON's strict decoding of an already-read body.
+// decodeJSONBytes is decodeJSON's strict decoding of an already-read body: keys match exactly, an
+// unknown, repeated or case-variant key is refused, and so is text that is not UTF-8 — it would be
+// replaced silently otherwise, and stored and sent to DOKU as something the client never wrote.
 func decodeJSONBytes(body []byte, dst any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return decodeError(err)
-	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		return invoice.Errorf(invoice.CodeInvalidJSON, "the body must hold a single JSON object and nothing after it")
-	}
-	// A key given twice would be read as its last value here and perhaps as its first elsewhere.
-	var dup *strictjson.DuplicateKeyError
-	if err := strictjson.CheckDuplicateKeys(body); errors.As(err, &dup) {
-		return &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
-			Fields: []invoice.FieldError{{Field: dup.Path, Message: "is given more than once"}}}
-	}
-	return nil
+	return decodeError(strictjson.Decode(body, dst))
 }
 
 func decodeError(err error) error {
+	if err == nil {
+		return nil
+	}
 	var (
-		maxErr    *http.MaxBytesError
-		syntaxErr *json.SyntaxError
-		typeErr   *json.UnmarshalTypeError
+		maxErr *http.MaxBytesError
+		se     *strictjson.Error
 	)
 	switch {
 	case errors.As(err, &maxErr):
 		return invoice.Errorf(invoice.CodeTooLarge, "the request body must be at most %d bytes", maxErr.Limit)
-	case errors.Is(err, io.EOF):
-		return invoice.Errorf(invoice.CodeInvalidJSON, "the body is empty; a JSON object is required")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invoice.Errorf(invoice.CodeInvalidJSON, "the JSON body is truncated")
-	case errors.As(err, &syntaxErr):
-		return invoice.Errorf(invoice.CodeInvalidJSON, "malformed JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error())
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return invoice.Errorf(invoice.CodeInvalidJSON, "the body must be a JSON object")
-		}
+	case errors.As(err, &se) && se.Kind != strictjson.Syntax && se.Path != "":
 		return &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
-			Fields: []invoice.FieldError{{Field: typeErr.Field, Message: "must be a JSON " + jsonKind(typeErr.Type.Kind().String())}}}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
-			Fields: []invoice.FieldError{{Field: field, Message: "is not a known field"}}}
+			Fields: []invoice.FieldError{{Field: se.Path, Message: se.Detail}}}
+	case errors.As(err, &se):
+		return invoice.Errorf(invoice.CodeInvalidJSON, "%s", se.Detail)
 	}
-	return invoice.Errorf(invoice.CodeInvalidJSON, "the body is not valid JSON: %v", err)
-}
-
-func jsonKind(goKind string) string {
-	switch {
-	case strings.HasPrefix(goKind, "int"), strings.HasPrefix(goKind, "uint"), strings.HasPrefix(goKind, "float"):
-		return "number"
-	case goKind == "bool":
-		return "boolean"
-	case goKind == "struct", goKind == "map":
-		return "object"
-	case goKind == "slice":
-		return "array"
-	}
-	return goKind
+	return invoice.Errorf(invoice.CodeInvalidJSON, "the body could not be read")
 }
 
 // invoiceJSON is the API's view of an invoice (DESIGN.md §4). Internal fields — the DOKU Request-Id

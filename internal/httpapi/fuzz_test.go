@@ -43,7 +43,7 @@ func FuzzCreateRequest(f *testing.F) {
 			inv.Amount < invoice.DefaultLimits.AmountMin || inv.Amount > invoice.DefaultLimits.AmountMax || inv.Customer.Name == "" {
 			t.Fatalf("accepted an invalid invoice: %+v", inv)
 		}
-		raw, err := doku.GenerateBody(inv)
+		raw, err := doku.GenerateBody(inv, doku.BodyDefaults{Info: "i", CustomerEmail: "e@x.co", ReceiptFooter: "f"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,9 @@ func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if invoice.CheckInvoiceNumber(req.InvoiceNumber) == "" {
+		logAbout(r, req.InvoiceNumber)
+	}
 	inv, err := req.Validate(h.cfg.Limits)
 	if err != nil {
 		writeError(w, r, err)
@@ -41,6 +44,7 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invoice.ErrNotFound)
 		return
 	}
+	logAbout(r, number)
 	inv, err := h.svc.Store.Get(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)
@@ -56,6 +60,7 @@ func (h *handlers) syncInvoice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invoice.ErrNotFound)
 		return
 	}
+	logAbout(r, number)
 	inv, outcome, err := h.svc.Sync(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)
@@ -85,6 +90,7 @@ func (h *handlers) invoiceEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invoice.ErrNotFound)
 		return
 	}
+	logAbout(r, number)
 	evs, err := h.svc.Store.Events(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)

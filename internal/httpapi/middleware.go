@@ -85,7 +85,8 @@ func accessLog(base zerolog.Logger, m *metrics.Metrics) func(http.Handler) http.
 					status = http.StatusOK
 				}
 				m.HTTPRequest(route, r.Method, status, time.Since(start))
-				log.Info().
+				// The context's logger, not log: handlers add to it (the invoice a request is about).
+				zerolog.Ctx(ctx).Info().
 					Str("method", r.Method).
 					Str("route", route).
 					Int("status", status).
@@ -98,34 +99,45 @@ func accessLog(base zerolog.Logger, m *metrics.Metrics) func(http.Handler) http.
 	}
 }
 
-// limitBody caps every request body; a larger body fails to read with *http.MaxBytesError, answered as
-// 413 by the handlers' decoding.
+// limitBody caps every request body; a larger body fails to read with *http.MaxBytesError, which the
+// handler answers as 413 — after routing, so the request is logged and counted under its route.
 func limitBody(max int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.ContentLength > max {
-				writeError(w, r, invoice.Errorf(invoice.CodeTooLarge, "the request body must be at most %d bytes", max))
-				return
-			}
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 			next.ServeHTTP(w, r)
 		})
 	}
 }
 
-// KeyDigests is the SHA-256 of each key, the form Config.APIKeyDigests takes.
-func KeyDigests(keys ...string) [][32]byte {
-	out := make([][32]byte, len(keys))
-	for i, k := range keys {
-		out[i] = sha256.Sum256([]byte(k))
-	}
-	return out
+// logAbout adds the invoice a request is about to every line logged for it, the access line included.
+func logAbout(r *http.Request, number string) {
+	zerolog.Ctx(r.Context()).UpdateContext(func(c zerolog.Context) zerolog.Context { return c.Str("invoice_number", number) })
 }
 
-// bearerAuth admits requests carrying a bearer token whose SHA-256 is one of digests. Digests are
+// APIKey is an accepted bearer key: the name it is known by (recorded when it resolves an attention
+// item) and the SHA-256 of the key, which is all the service keeps of it.
+type APIKey struct {
+	Name   string
+	Digest [32]byte
+}
+
+// KeyFor is the APIKey of a key given in clear.
+func KeyFor(name, key string) APIKey { return APIKey{Name: name, Digest: sha256.Sum256([]byte(key))} }
+
+const keyNameKey ctxKey = iota + 1
+
+// keyNameFrom is the name of the API key the request was authenticated with.
+func keyNameFrom(ctx context.Context) string {
+	n, _ := ctx.Value(keyNameKey).(string)
+	return n
+}
+
+// bearerAuth admits requests carrying a bearer token whose SHA-256 is one of the keys'. Digests are
 // compared in constant time, so neither a key's content nor its length leaks through timing, and all
-// are checked whichever matches, so several keys can be valid at once during a rotation.
-func bearerAuth(digests [][32]byte) func(http.Handler) http.Handler {
+// are checked whichever matches, so several keys can be valid at once during a rotation. The matching
+// key's name goes into the request's context.
+func bearerAuth(keys []APIKey) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -134,15 +146,17 @@ func bearerAuth(digests [][32]byte) func(http.Handler) http.Handler {
 				return
 			}
 			got := sha256.Sum256([]byte(token))
-			match := 0
-			for i := range digests {
-				match |= subtle.ConstantTimeCompare(got[:], digests[i][:])
+			match, which := 0, 0
+			for i := range keys {
+				eq := subtle.ConstantTimeCompare(got[:], keys[i].Digest[:])
+				match |= eq
+				which = subtle.ConstantTimeSelect(eq, i, which)
 			}
 			if match != 1 {
 				writeError(w, r, invoice.Errorf(invoice.CodeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
 				return
 			}
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyNameKey, keys[which].Name)))
 		})
 	}
 }

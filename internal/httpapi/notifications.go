@@ -10,13 +10,6 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 )
 
-// knownOutcomes are the values of ?outcome=; "flagged" stands for every mismatch.
-var knownOutcomes = []invoice.Outcome{
-	invoice.OutcomeApplied, invoice.OutcomeDuplicate, invoice.OutcomeAmountMismatch, invoice.OutcomeChannelMismatch,
-	invoice.OutcomeCodeMismatch, invoice.OutcomeInvoiceMismatch, invoice.OutcomeUnidentified, invoice.OutcomeIgnoredStatus,
-	invoice.OutcomeNotIssued, invoice.OutcomeUnknownInvoice, invoice.OutcomeMalformed,
-}
-
 type notificationJSON struct {
 	ID             int64             `json:"id"`
 	DokuRequestID  string            `json:"doku_request_id"`
@@ -47,12 +40,12 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 				for _, o := range strings.Split(part, ",") {
 					switch {
 					case o == "flagged": // every outcome a person must look at
-						for _, k := range knownOutcomes {
+						for _, k := range invoice.NotificationOutcomes {
 							if k.Mismatch() {
 								f.Outcomes = append(f.Outcomes, k)
 							}
 						}
-					case slices.Contains(knownOutcomes, invoice.Outcome(o)):
+					case slices.Contains(invoice.NotificationOutcomes, invoice.Outcome(o)):
 						f.Outcomes = append(f.Outcomes, invoice.Outcome(o))
 					default:
 						return &invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)}

@@ -39,6 +39,7 @@ var statusOf = map[invoice.Code]int{
 	invoice.CodeInvoiceExists:       http.StatusConflict,
 	invoice.CodeNotIssued:           http.StatusConflict,
 	invoice.CodeRequestInProgress:   http.StatusConflict,
+	invoice.CodeAlreadyResolved:     http.StatusConflict,
 	invoice.CodeRateLimited:         http.StatusTooManyRequests,
 	invoice.CodeForbidden:           http.StatusForbidden,
 	invoice.CodeStaleNotification:   http.StatusUnauthorized,
@@ -66,6 +67,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	log := zerolog.Ctx(r.Context())
 	switch {
+	case status == http.StatusServiceUnavailable:
+		// DOKU or the database unavailable: the caller retries, and so do we.
+		log.Warn().Err(err).Str("code", string(e.Code)).Msg("request failed; retry later")
 	case status >= 500:
 		log.Error().Err(err).Str("code", string(e.Code)).Msg("request failed")
 	case e.Cause != nil:

@@ -15,15 +15,16 @@ import (
 	"github.com/merchant/o2o/internal/metrics"
 )
 
-// NotificationReader verifies and parses DOKU's notifications (doku.Verifier).
+// NotificationReader verifies and reads DOKU's notifications (doku.Verifier): the notification as the
+// inbox keeps it and its payment report (nil when the body could not be read).
 type NotificationReader interface {
-	ReadNotification(h http.Header, body []byte) (invoice.PaymentReport, error)
+	ReadNotification(h http.Header, body []byte) (*invoice.Notification, *invoice.PaymentReport, error)
 }
 
 // Config is what the HTTP layer needs from the service configuration.
 type Config struct {
-	// APIKeyDigests are the SHA-256 digests of the accepted API keys (see KeyDigests).
-	APIKeyDigests    [][32]byte
+	// APIKeys are the accepted API keys.
+	APIKeys          []APIKey
 	NotificationPath string
 	MaxBodyBytes     int64
 	Limits           invoice.Limits
@@ -63,7 +64,7 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	r.Get("/healthz", h.healthz)
 	r.Get("/readyz", h.readyz)
 	r.Get("/openapi.yaml", serveSpec)
-	auth := bearerAuth(cfg.APIKeyDigests)
+	auth := bearerAuth(cfg.APIKeys)
 	if deps.ServeMetrics && deps.Metrics != nil {
 		// This listener also faces DOKU, so metrics need a key here (Prometheus sends it as a bearer
 		// token); METRICS_ADDR serves them without one on an admin network instead.
@@ -73,6 +74,8 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 	r.Post(cfg.NotificationPath, h.dokuNotification)
 
 	r.With(auth).Get("/v1/notifications", h.listNotifications)
+	r.With(auth).Get("/v1/attention", h.listAttention)
+	r.With(auth).Post("/v1/attention/{id}/resolve", h.resolveAttention)
 	r.Route("/v1/invoices", func(r chi.Router) {
 		r.Use(auth)
 		r.Post("/", h.createInvoice)

@@ -88,7 +88,7 @@ var badCreates = []badCreate{
 	{name: "customer name control char", body: with(map[string]any{"customer": map[string]any{"name": "A\u0000B"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
 	{name: "bad email", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "not-an-email"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
 	{name: "email with display name", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "A <a@b.co>"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
-	{name: "unknown customer field", body: with(map[string]any{"customer": map[string]any{"name": "A", "phone": "1"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "phone"},
+	{name: "unknown customer field", body: with(map[string]any{"customer": map[string]any{"name": "A", "phone": "1"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.phone"},
 	{name: "expiry too short", body: with(map[string]any{"expires_in_minutes": 1}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
 	{name: "expiry too long", body: with(map[string]any{"expires_in_minutes": 43201}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
 	{name: "expiry not a number", body: with(map[string]any{"expires_in_minutes": "60"}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},

@@ -24,9 +24,6 @@ type WebhookConfig struct {
 	MaxAge time.Duration
 }
 
-// headersKept are the notification headers stored with it in the inbox (none is our secret).
-var headersKept = []string{"Client-Id", "Request-Id", "Request-Timestamp", "Signature", "Content-Type", "User-Agent"}
-
 type notificationAck struct {
 	Outcome invoice.Outcome `json:"outcome"`
 }
@@ -58,7 +55,7 @@ func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
 		refuse(invoice.Errorf(invoice.CodeInvalidNotification, "the notification body could not be read"), "unreadable")
 		return
 	}
-	report, err := h.notifications.ReadNotification(r.Header, body)
+	n, report, err := h.notifications.ReadNotification(r.Header, body)
 	if invoice.ErrorCode(err) == invoice.CodeBadSignature {
 		refuse(err, "bad_signature")
 		return
@@ -67,20 +64,8 @@ func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
 		refuse(invoice.Errorf(invoice.CodeStaleNotification, "Request-Timestamp is outside the accepted window"), "stale")
 		return
 	}
-
-	n := &invoice.Notification{RequestID: r.Header.Get("Request-Id"), InvoiceNumber: report.InvoiceNumber,
-		Headers: make(map[string]string, len(headersKept)), Body: body}
-	for _, k := range headersKept {
-		if v := r.Header.Get(k); v != "" {
-			n.Headers[k] = v
-		}
-	}
-	var reportArg *invoice.PaymentReport
-	if err == nil {
-		reportArg = &report
-	}
-	log2 := log.With().Str("invoice_number", report.InvoiceNumber).Str("doku_request_id", n.RequestID).Logger()
-	outcome, inv, redelivered, serr := h.svc.ReceiveNotification(r.Context(), n, reportArg)
+	log2 := log.With().Str("invoice_number", n.InvoiceNumber).Str("doku_request_id", n.RequestID).Logger()
+	outcome, inv, redelivered, serr := h.svc.ReceiveNotification(r.Context(), n, report)
 	if serr != nil {
 		writeError(w, r, serr) // nothing stored: DOKU retries after our 503
 		return
@@ -109,7 +94,7 @@ func (h *handlers) dokuNotification(w http.ResponseWriter, r *http.Request) {
 	case outcome.Mismatch():
 		// DOKU says money arrived that does not match what we issued: a retry cannot fix that, so
 		// acknowledge and hand it to a person; the invoice stays as it was.
-		log2.Error().Str("outcome", string(outcome)).Int64("reported_amount", report.Amount).Int64("invoice_amount", inv.Amount).
+		log2.Error().Str("outcome", string(outcome)).Str("reported_amount", report.AmountText).Int64("invoice_amount", inv.Amount).
 			Str("reported_channel", string(report.Channel)).Str("reported_payment_code", report.PaymentCode).
 			Msg("notification does not match the invoice; flagged for a person")
 		writeJSON(w, http.StatusOK, notificationAck{Outcome: outcome})

@@ -29,6 +29,7 @@ const (
 	CodeRateLimited         Code = "rate_limited"
 	CodeForbidden           Code = "forbidden"
 	CodeStaleNotification   Code = "stale_notification"
+	CodeAlreadyResolved     Code = "already_resolved"
 	CodeInternal            Code = "internal"
 )
 

@@ -6,12 +6,14 @@ import "time"
 type EventKind string
 
 const (
-	EventCreated      EventKind = "created"          // the invoice was stored
-	EventStatus       EventKind = "status_changed"   // from one status to another
-	EventPayment      EventKind = "payment_recorded" // a payment was recorded
-	EventDokuGenerate EventKind = "doku_generate"    // a generate-payment-code call and its result
-	EventDokuCheck    EventKind = "doku_check"       // a check-status call and its result
-	EventNotification EventKind = "notification"     // a notification for this invoice and its outcome
+	EventCreated EventKind = "created"          // the invoice was stored
+	EventStatus  EventKind = "status_changed"   // from one status to another
+	EventPayment EventKind = "payment_recorded" // a payment was recorded
+	// EventPaymentIdentified: a notification named a payment only a status check had reported.
+	EventPaymentIdentified EventKind = "payment_identified"
+	EventDokuGenerate      EventKind = "doku_generate" // a generate-payment-code call and its result
+	EventDokuCheck         EventKind = "doku_check"    // a check-status call and its result
+	EventNotification      EventKind = "notification"  // a notification for this invoice and its outcome
 )
 
 // SourceResumer is the background resumer finishing a creating invoice.

@@ -5,6 +5,7 @@ package invoice
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -19,14 +20,11 @@ const (
 	StatusFailed   Status = "failed" // DOKU definitely refused to issue a code
 )
 
+// Statuses lists every status, in lifecycle order.
+var Statuses = []Status{StatusCreating, StatusPending, StatusPaid, StatusExpired, StatusFailed}
+
 // Valid reports whether s is one of the known statuses.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusCreating, StatusPending, StatusPaid, StatusExpired, StatusFailed:
-		return true
-	}
-	return false
-}
+func (s Status) Valid() bool { return slices.Contains(Statuses, s) }
 
 // Channel is the convenience-store network that issues the payment code.
 type Channel string
@@ -36,8 +34,11 @@ const (
 	ChannelIndomaret Channel = "indomaret"
 )
 
+// Channels lists the supported channels.
+var Channels = []Channel{ChannelAlfa, ChannelIndomaret}
+
 // Valid reports whether c is a supported channel.
-func (c Channel) Valid() bool { return c == ChannelAlfa || c == ChannelIndomaret }
+func (c Channel) Valid() bool { return slices.Contains(Channels, c) }
 
 // Currency is the only currency DOKU's O2O channels settle in.
 const Currency = "IDR"
@@ -85,8 +86,12 @@ type Invoice struct {
 	Payments []Payment
 	// NewEvents are history entries recorded by this change and not stored yet.
 	NewEvents []Event
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// NewAttention are cases this change flagged for a person, and ResolvedAttention those it settled;
+	// the store writes both in the same transaction as the change.
+	NewAttention      []Attention
+	ResolvedAttention []Resolution
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // TotalPaid is the sum of all recorded payments, in rupiah.

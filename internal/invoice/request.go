@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"net/mail"
 	"reflect"
 	"strconv"
@@ -141,6 +143,8 @@ func (r *CreateRequest) Validate(lim Limits) (*Invoice, error) {
 			var compact bytes.Buffer
 			if err := json.Compact(&compact, r.Metadata); err != nil {
 				add("metadata", "must be a JSON object")
+			} else if msg := checkStorableJSON(compact.Bytes()); msg != "" {
+				add("metadata", msg)
 			} else {
 				inv.Metadata = compact.Bytes()
 			}
@@ -195,6 +199,9 @@ func parseAmount(raw json.RawMessage, lim Limits) (int64, string) {
 func checkEmail(email string) string {
 	if len(email) > MaxEmail {
 		return fmt.Sprintf("must be at most %d characters", MaxEmail)
+	}
+	if !cleanText(email) {
+		return "must be valid UTF-8 without control characters"
 	}
 	addr, err := mail.ParseAddress(email)
 	// ParseAddress also accepts "Name <a@b>"; only a bare address is an email field.
@@ -251,4 +258,31 @@ func sameJSON(a, b json.RawMessage) bool {
 		return false
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// checkStorableJSON returns "" if the (well-formed, UTF-8) document can be stored as PostgreSQL jsonb
+// exactly as sent, or why not: jsonb refuses the NUL character anywhere and numbers beyond its range,
+// and a refusal there would be a 500 for the client's input.
+func checkStorableJSON(doc []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return ""
+		}
+		if err != nil {
+			return "must be a JSON object"
+		}
+		switch v := tok.(type) {
+		case string:
+			if strings.IndexByte(v, 0) >= 0 {
+				return `must not contain the NUL character (\u0000)`
+			}
+		case json.Number:
+			if f, err := strconv.ParseFloat(string(v), 64); err != nil || math.IsInf(f, 0) {
+				return "must hold numbers within ±1.7e308"
+			}
+		}
+	}
 }

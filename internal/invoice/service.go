@@ -3,6 +3,7 @@ package invoice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,12 +24,17 @@ type Store interface {
 	AddEvent(ctx context.Context, number string, ev Event) error
 	// Events is the invoice's history, oldest first.
 	Events(ctx context.Context, number string) ([]Event, error)
-	// MarkSynced records a manual sync now, or fails with rate_limited if one was within interval.
-	MarkSynced(ctx context.Context, number string, interval time.Duration) error
+	// ClaimSync takes the invoice's manual-sync slot if the last sync was at least interval ago;
+	// ReleaseSync gives it back.
+	ClaimSync(ctx context.Context, number string, interval time.Duration) (SyncClaim, error)
+	ReleaseSync(ctx context.Context, number string, c SyncClaim) error
 	// RecordNotification keeps n in the inbox and applies it (apply nil: unparseable) in one
 	// transaction, exactly once per DOKU Request-Id.
 	RecordNotification(ctx context.Context, n *Notification, apply func(*Invoice) Outcome) (Outcome, *Invoice, bool, error)
 	ListNotifications(ctx context.Context, f NotificationFilter) ([]*Notification, string, error)
+	// ListAttention lists attention items newest first; ResolveAttention records a person's decision.
+	ListAttention(ctx context.Context, f AttentionFilter) ([]*Attention, string, error)
+	ResolveAttention(ctx context.Context, id int64, by, note string) (*Attention, error)
 	Get(ctx context.Context, number string) (*Invoice, error)
 	List(ctx context.Context, f ListFilter) (items []*Invoice, nextCursor string, err error)
 	Update(ctx context.Context, number string, fn func(*Invoice) error) (*Invoice, error)
@@ -70,6 +76,9 @@ type Service struct {
 	ExpiryGrace time.Duration
 	// SyncInterval is the least time between two manual syncs of one invoice.
 	SyncInterval time.Duration
+	// StoreTimeout bounds the store step that records DOKU's answer, which runs detached from the
+	// caller's cancellation so that an answer is not lost to a client hanging up.
+	StoreTimeout time.Duration
 }
 
 // NewService returns a Service with the real clock and UUID Request-Ids. dokuTimeout is the gateway's
@@ -77,7 +86,7 @@ type Service struct {
 func NewService(store Store, gw Gateway, dokuTimeout time.Duration) *Service {
 	return &Service{Store: store, Gateway: gw, Now: time.Now, NewRequestID: uuid.NewString,
 		IssueLease: dokuTimeout + 5*time.Second, ResumeAfter: dokuTimeout + 5*time.Second,
-		ExpiryGrace: time.Hour, SyncInterval: 10 * time.Second}
+		ExpiryGrace: time.Hour, SyncInterval: 10 * time.Second, StoreTimeout: 10 * time.Second}
 }
 
 // ErrRequestInProgress answers a request for an invoice whose code another request or the resumer is
@@ -143,12 +152,16 @@ func (s *Service) finish(ctx context.Context, inv *Invoice, source Source) (*Inv
 
 // Issue asks DOKU for inv's code with its stored Request-Id and body, and records the answer and the
 // call in the invoice's history. The caller must hold inv's issue lease. The DOKU call and the store
-// step are detached from ctx's cancellation: a client hanging up mid-call must not throw away a code
-// DOKU has already issued. The gateway's own timeout bounds the call.
+// step are detached from ctx's cancellation — a client hanging up mid-call must not throw away a code
+// DOKU has already issued — but each has a bound of its own: the gateway's timeout, and StoreTimeout.
+// A store step that gives up (a row lock held elsewhere, a hung database) leaves the invoice creating;
+// its lease runs out and a retry gets the same code from DOKU.
 func (s *Service) Issue(ctx context.Context, inv *Invoice, source Source) (*Invoice, error) {
 	ctx = context.WithoutCancel(ctx)
 	start := s.Now()
 	issued, gwErr := s.Gateway.Issue(ctx, inv)
+	ctx, cancel := context.WithTimeout(ctx, s.StoreTimeout)
+	defer cancel()
 	call := Event{Source: source, Kind: EventDokuGenerate, Detail: map[string]any{
 		"doku_request_id": inv.DokuRequestID, "attempt": inv.IssueAttempts, "duration_ms": s.Now().Sub(start).Milliseconds()}}
 	var apply func(*Invoice) error
@@ -193,16 +206,17 @@ func rejection(inv *Invoice) error {
 }
 
 // ReceiveNotification keeps a verified notification in the inbox and applies its payment report r
-// (nil when the body could not be parsed) through the one transition function, all in one
-// transaction. redelivered is true when DOKU sent this Request-Id before and its outcome was already
-// settled: nothing was applied again.
+// (nil when the body could not be read) through the one transition function, all in one transaction.
+// redelivered is true when DOKU sent this notification (its Request-Id with the same body) before and
+// its outcome was already settled: nothing was applied again.
 func (s *Service) ReceiveNotification(ctx context.Context, n *Notification, r *PaymentReport) (outcome Outcome, inv *Invoice, redelivered bool, err error) {
 	var apply func(*Invoice) Outcome
 	if r != nil {
+		r.EvidenceKey = n.EvidenceKey()
 		apply = func(inv *Invoice) Outcome {
 			outcome := inv.ApplyPayment(*r, s.Now())
 			inv.Record(Event{Source: SourceWebhook, Kind: EventNotification, Detail: map[string]any{
-				"doku_request_id": n.RequestID, "outcome": outcome, "doku_status": r.DokuStatus, "amount": r.Amount}})
+				"doku_request_id": n.RequestID, "outcome": outcome, "doku_status": r.DokuStatus, "amount": r.AmountText}})
 			return outcome
 		}
 	}
@@ -211,17 +225,35 @@ func (s *Service) ReceiveNotification(ctx context.Context, n *Notification, r *P
 
 // Check asks DOKU for inv's status and applies the answer through the shared transition (ApplyCheck):
 // the reconciler and manual sync use it, so a payment found by polling is the same payment a
-// notification would have recorded, and is recorded once whichever comes first.
+// notification would have recorded, and is recorded once whichever comes first. When DOKU cannot
+// answer (an error, an unknown invoice), a pending invoice overdue by more than the grace period is
+// expired anyway: DOKU's silence never keeps an invoice pending forever.
 func (s *Service) Check(ctx context.Context, inv *Invoice, source Source) (Outcome, *Invoice, error) {
 	// As in Issue: an answer DOKU gave is stored even if the caller hangs up meanwhile.
 	ctx = context.WithoutCancel(ctx)
 	start := s.Now()
 	r, err := s.Gateway.Check(ctx, inv.Number)
+	ctx, cancel := context.WithTimeout(ctx, s.StoreTimeout)
+	defer cancel()
 	call := Event{Source: source, Kind: EventDokuCheck, Detail: map[string]any{"duration_ms": s.Now().Sub(start).Milliseconds()}}
 	if err != nil {
 		call.Detail["result"], call.Detail["error"] = "failed", err.Error()
-		_ = s.Store.AddEvent(ctx, inv.Number, call) // history only; the next check follows the schedule
-		return "", inv, err
+		if !inv.overdue(s.Now(), s.ExpiryGrace) {
+			_ = s.Store.AddEvent(ctx, inv.Number, call) // history only; the next check follows the schedule
+			return "", inv, err
+		}
+		var outcome Outcome
+		updated, uerr := s.Store.Update(ctx, inv.Number, func(cur *Invoice) error {
+			cur.Record(call)
+			if cur.ExpireOverdue(s.Now(), s.ExpiryGrace, source, "past expiry and grace period while DOKU's check status fails: "+err.Error()) {
+				outcome = OutcomeExpired
+			}
+			return nil
+		})
+		if uerr != nil {
+			return "", inv, uerr
+		}
+		return outcome, updated, err
 	}
 	r.Source = source
 	var outcome Outcome
@@ -237,24 +269,67 @@ func (s *Service) Check(ctx context.Context, inv *Invoice, source Source) (Outco
 	return outcome, updated, nil
 }
 
+// SyncClaim is the outcome of taking an invoice's manual-sync slot.
+type SyncClaim struct {
+	Taken    bool
+	At       time.Time     // when the slot was taken
+	Previous *time.Time    // the sync before (nil: none)
+	Wait     time.Duration // when not taken: how long until the slot is free
+}
+
 // Sync is a manual "look at DOKU now" for one invoice, rate-limited per invoice so it cannot be used to
 // hammer DOKU: a creating invoice is issued (with its stored Request-Id), a pending, paid or expired
-// one is checked, and a failed one is returned as it is.
+// one is checked, and a failed one is returned as it is. When DOKU cannot answer, the slot is given
+// back: the 503's Retry-After must not lead to a 429.
 func (s *Service) Sync(ctx context.Context, number string) (*Invoice, Outcome, error) {
-	if err := s.Store.MarkSynced(ctx, number, s.SyncInterval); err != nil {
+	claim, err := s.Store.ClaimSync(ctx, number, s.SyncInterval)
+	if err != nil {
 		return nil, "", err
+	}
+	if !claim.Taken {
+		// Racing syncs can compute the wait from before the winner's write: never advise less than 1 s.
+		retry := max(claim.Wait, time.Second)
+		return nil, "", &Error{Code: CodeRateLimited, RetryAfter: retry,
+			Message: fmt.Sprintf("this invoice was synced moments ago; sync again in %.0f s", retry.Seconds()+0.5)}
 	}
 	inv, err := s.Store.Get(ctx, number)
 	if err != nil {
 		return nil, "", err
 	}
+	var outcome Outcome
 	switch inv.Status {
 	case StatusCreating:
 		inv, err = s.finish(ctx, inv, SourceSync)
-		return inv, "", err
 	case StatusFailed:
-		return inv, "", nil
+	default:
+		outcome, inv, err = s.Check(ctx, inv, SourceSync)
 	}
-	outcome, inv, err := s.Check(ctx, inv, SourceSync)
+	if ErrorCode(err) == CodeDokuUnavailable {
+		_ = s.Store.ReleaseSync(context.WithoutCancel(ctx), number, claim)
+	}
 	return inv, outcome, err
+}
+
+// Attention lists the cases that need a person's decision, newest first.
+func (s *Service) Attention(ctx context.Context, f AttentionFilter) ([]*Attention, string, error) {
+	return s.Store.ListAttention(ctx, f)
+}
+
+// Resolve records that a person (by, the name of their API key) decided an attention item, with a
+// note saying what they decided. An item is resolved once; the first decision stands.
+func (s *Service) Resolve(ctx context.Context, id int64, by, note string) (*Attention, error) {
+	return s.Store.ResolveAttention(ctx, id, by, note)
+}
+
+// FlagStuck hands an invoice DOKU never confirmed through every resume attempt to a person: DOKU may
+// or may not have issued its code, and only DOKU's back office can say which.
+func (s *Service) FlagStuck(ctx context.Context, inv *Invoice, lastErr error) error {
+	_, err := s.Store.Update(ctx, inv.Number, func(cur *Invoice) error {
+		if cur.Status == StatusCreating {
+			cur.Flag(Attention{Key: string(ReasonStuckCreating) + ":" + cur.Number, Reason: ReasonStuckCreating, Source: SourceResumer,
+				Evidence: map[string]any{"attempts": cur.IssueAttempts, "doku_request_id": cur.DokuRequestID, "last_error": lastErr.Error()}})
+		}
+		return nil
+	})
+	return err
 }

@@ -5,13 +5,16 @@ import (
 	"time"
 )
 
-// Outcome is what applying a payment report did. The webhook answers and logs by it, and later the
+// Outcome is what applying a payment report did. The webhook answers and logs by it, and the
 // notification inbox stores it.
 type Outcome string
 
 const (
-	OutcomeApplied         Outcome = "applied"
-	OutcomeDuplicate       Outcome = "duplicate"
+	OutcomeApplied   Outcome = "applied"
+	OutcomeDuplicate Outcome = "duplicate"
+	// OutcomeIdentified: the report names a payment that was already recorded without knowing which
+	// one it was (a status check saw it first); the payment now carries the report's identifiers.
+	OutcomeIdentified      Outcome = "identified"
 	OutcomeAmountMismatch  Outcome = "amount_mismatch"
 	OutcomeChannelMismatch Outcome = "channel_mismatch"
 	OutcomeCodeMismatch    Outcome = "code_mismatch"
@@ -19,10 +22,19 @@ const (
 	OutcomeNotIssued       Outcome = "not_issued"
 	// OutcomeInvoiceMismatch: a status answer about another invoice than the one asked for.
 	OutcomeInvoiceMismatch Outcome = "invoice_mismatch"
-	// OutcomeUnidentified: a payment of a reusable code reported with neither a time nor a store
-	// transaction id, so it cannot be told apart from the others.
+	// OutcomeUnidentified was given to a reusable code's payment reported with neither a time nor a
+	// store transaction id. Reports are no longer refused for that (see PaymentReport.identity); the
+	// value stays readable in inboxes written before.
 	OutcomeUnidentified Outcome = "unidentified_payment"
 )
+
+// NotificationOutcomes are the outcomes a notification can have in the inbox — the one list that the
+// inbox's SQL CHECK, the API's ?outcome= filter and the contract's enums are tested against.
+var NotificationOutcomes = []Outcome{
+	OutcomeApplied, OutcomeDuplicate, OutcomeIdentified, OutcomeAmountMismatch, OutcomeChannelMismatch,
+	OutcomeCodeMismatch, OutcomeInvoiceMismatch, OutcomeUnidentified, OutcomeIgnoredStatus, OutcomeNotIssued,
+	OutcomeUnknownInvoice, OutcomeMalformed,
+}
 
 // Mismatch reports whether o is a disagreement between DOKU and our record that a person must look
 // at: retrying cannot fix it, and it must never mark the invoice paid.
@@ -34,7 +46,20 @@ func (o Outcome) Mismatch() bool {
 	return false
 }
 
-// DOKU transaction statuses (REFERENCE.md §4, §5).
+// reason is the attention reason of a mismatch outcome.
+func (o Outcome) reason() Reason {
+	switch o {
+	case OutcomeAmountMismatch:
+		return ReasonAmountMismatch
+	case OutcomeChannelMismatch:
+		return ReasonChannelMismatch
+	case OutcomeCodeMismatch:
+		return ReasonCodeMismatch
+	}
+	return ReasonInvoiceMismatch
+}
+
+// DOKU transaction statuses (notifications and check status).
 const (
 	DokuSuccess = "SUCCESS"
 	DokuFailed  = "FAILED"
@@ -47,109 +72,238 @@ const (
 type PaymentReport struct {
 	InvoiceNumber string
 	Channel       Channel // "" when the report did not say
-	PaymentCode   string  // "" when the report did not say (status responses omit it)
-	Amount        int64
-	DokuStatus    string
-	PaidAt        time.Time
-	RequestID     string // the Request-Id of the notification itself
+	PaymentCode   string  // "" when the report did not say (status answers omit it)
+	// Amount is the reported amount when it is a positive whole number of rupiah, else 0 (which no
+	// invoice has, so it is a mismatch); AmountText is the amount as reported.
+	Amount     int64
+	AmountText string
+	DokuStatus string
+	// PaidAt is when the payment was made, zero when the report did not say or said it in a form we
+	// cannot read (DateText keeps what it said): the time we learn of it is used instead.
+	PaidAt    time.Time
+	DateText  string
+	RequestID string // the Request-Id of the notification itself
 	// OriginalRequestID is the Request-Id we generated the code with, as DOKU echoes it.
 	OriginalRequestID string
 	Identifiers       map[string]string
 	Source            Source
+	// Anonymous marks a report that says that the code was paid but not which payment it was: DOKU's
+	// check status carries no store transaction id, and its date is the code's creation time.
+	Anonymous bool
+	// EvidenceKey identifies the report itself (a notification's Request-Id and body digest), so that
+	// a case it shows is flagged once however often it is delivered. Empty for status checks, whose
+	// cases are identified by what they report.
+	EvidenceKey string
 }
 
-// ApplyPayment is the one state change for "DOKU says money arrived". Every path that learns of a
-// payment calls it inside a row-locked transaction, so the rules and the dedupe are the same whoever
-// sees the payment first. It returns what it did; only OutcomeApplied changed inv.
-func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
-	if r.DokuStatus != DokuSuccess {
-		return OutcomeIgnoredStatus
-	}
-	if r.InvoiceNumber != "" && r.InvoiceNumber != inv.Number {
-		return OutcomeInvoiceMismatch
-	}
-	if r.Channel != "" && r.Channel != inv.Channel {
-		return OutcomeChannelMismatch
-	}
-	if inv.Status == StatusCreating || inv.Status == StatusFailed {
-		// We hold no code to compare against. A resumer finishes creating invoices, after which a
-		// redelivery applies normally; a payment against a failed invoice needs a person.
-		return OutcomeNotIssued
-	}
-	if r.PaymentCode != "" && r.PaymentCode != inv.PaymentCode {
-		return OutcomeCodeMismatch
-	}
-	if r.Amount != inv.Amount {
-		return OutcomeAmountMismatch
-	}
+// placeholderKey is the dedupe key of a payment that only a status check has reported: at most one
+// such payment exists (a check adds nothing once any payment is recorded), and the first notification
+// that names a payment takes it over.
+const placeholderKey = "poll"
 
-	if !inv.Reusable && inv.Status == StatusPaid {
-		return OutcomeDuplicate
-	}
-	key := r.dedupeKey(inv.Reusable)
-	if key == "" {
-		return OutcomeUnidentified
-	}
-	for _, p := range inv.Payments {
-		if p.DedupeKey == key || inv.Reusable && r.samePayment(p) {
-			return OutcomeDuplicate
-		}
-	}
-
-	paidAt := r.PaidAt
-	if paidAt.IsZero() {
-		paidAt = now
-	}
-	inv.Record(Event{Source: r.Source, Kind: EventPayment, Detail: map[string]any{
-		"amount": r.Amount, "paid_at": paidAt.UTC(), "identifiers": r.Identifiers, "doku_request_id": r.RequestID}})
-	inv.Payments = append(inv.Payments, Payment{
-		DedupeKey:   key,
-		Amount:      r.Amount,
-		PaidAt:      paidAt.UTC(),
-		Source:      r.Source,
-		RequestID:   r.RequestID,
-		Identifiers: r.Identifiers,
-	})
-	if inv.Status == StatusExpired {
-		inv.PaidAfterExpiry = true
-	}
-	if inv.PaidAt == nil {
-		t := paidAt.UTC()
-		inv.PaidAt = &t
-	}
-	if inv.Status != StatusPaid {
-		inv.moveTo(StatusPaid, r.Source, map[string]any{"paid_after_expiry": inv.PaidAfterExpiry})
-	}
-	return OutcomeApplied
-}
-
-// dedupeKey identifies the payment itself in storage, where a unique constraint backs it. A
-// single-use code can be paid once, so the invoice is the key. A reusable code's payments are keyed by
-// the store's transaction id when DOKU gives one, else by time and amount, else (a notification) by
-// its Request-Id; "" when none is known.
-func (r PaymentReport) dedupeKey(reusable bool) string {
+// identity is how a report names the payment it reports, "" for an anonymous report. The store's
+// transaction id (AGENT_TRX_ID) names a payment across every report of it; without one, a
+// notification's payment time and amount do, and failing both its Request-Id (the same in every
+// redelivery).
+func (r PaymentReport) identity() string {
 	switch trx := r.Identifiers["AGENT_TRX_ID"]; {
-	case !reusable:
-		return "single"
+	case r.Anonymous:
+		return ""
 	case trx != "":
 		return "trx:" + trx
 	case !r.PaidAt.IsZero():
 		return fmt.Sprintf("at:%s|%d", r.PaidAt.UTC().Format(time.RFC3339Nano), r.Amount)
-	case r.RequestID != "":
-		return "req:" + r.RequestID
+	}
+	return "req:" + r.RequestID
+}
+
+// ApplyPayment is the one state change for "DOKU says money arrived". Every path that learns of a
+// payment calls it inside a row-locked transaction, so the rules and the dedupe are the same whoever
+// sees the payment first. Money is never dropped: a payment that needs a decision (after expiry, on a
+// failed invoice, a second payment of a single-use code) is recorded and flagged; a report that
+// disagrees with the invoice is flagged and changes nothing. It returns what it did.
+//
+// Which payment a report names: a report with a store transaction id is a payment of its own unless
+// a payment with that id is recorded; so is a notification without one, by its time and amount (or
+// Request-Id). An anonymous report (a status check) adds a payment only when none is recorded — it
+// cannot tell a second payment from the first — and the next named report takes that payment over
+// instead of adding another, so neither order of webhook and poll counts one payment twice. A
+// single-use code's second payment is recognised only by a second, different transaction id.
+func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
+	if r.DokuStatus != DokuSuccess {
+		return OutcomeIgnoredStatus
+	}
+	if o := inv.disagreement(r); o != "" {
+		inv.flagReport(o, r)
+		return o
+	}
+	if inv.Status == StatusCreating {
+		// No code to compare against yet: the resumer finishes the invoice, after which DOKU's
+		// redelivery (or the reconciler) applies normally.
+		return OutcomeNotIssued
+	}
+	id := r.identity()
+	if id == "" && len(inv.Payments) > 0 {
+		return OutcomeDuplicate
+	}
+	if id != "" {
+		for _, p := range inv.Payments {
+			if p.DedupeKey == id {
+				return OutcomeDuplicate
+			}
+		}
+		if i := inv.placeholder(); i >= 0 {
+			inv.identify(i, r, id)
+			return OutcomeIdentified
+		}
+		if !inv.Reusable && len(inv.Payments) > 0 && !inv.provablySecond(r) {
+			return OutcomeDuplicate
+		}
+	}
+	inv.record(r, id, now)
+	return OutcomeApplied
+}
+
+// disagreement is the mismatch outcome of a report that does not describe this invoice's payment,
+// or "" when it does.
+func (inv *Invoice) disagreement(r PaymentReport) Outcome {
+	switch {
+	case r.InvoiceNumber != "" && r.InvoiceNumber != inv.Number:
+		return OutcomeInvoiceMismatch
+	case r.Channel != "" && r.Channel != inv.Channel:
+		return OutcomeChannelMismatch
+	case r.PaymentCode != "" && inv.PaymentCode != "" && r.PaymentCode != inv.PaymentCode:
+		return OutcomeCodeMismatch
+	case r.Amount != inv.Amount:
+		return OutcomeAmountMismatch
 	}
 	return ""
 }
 
-// samePayment recognises one payment of a reusable code reported by two paths. Notifications carry
-// the store's transaction id, DOKU's check status shows only AGENT_ID: so the transaction ids decide
-// when both reports have one, and time and amount (the same in every report of a payment) otherwise.
-func (r PaymentReport) samePayment(p Payment) bool {
-	rTrx, pTrx := r.Identifiers["AGENT_TRX_ID"], p.Identifiers["AGENT_TRX_ID"]
-	if rTrx != "" && pTrx != "" {
-		return rTrx == pTrx
+// flagReport flags a report that disagrees with the invoice, once per report (a notification) or
+// per distinct answer (a status check, asked again and again on schedule).
+func (inv *Invoice) flagReport(o Outcome, r PaymentReport) {
+	seen := r.EvidenceKey
+	if seen == "" {
+		seen = fmt.Sprintf("check:%s|%s|%s|%s|%s", r.InvoiceNumber, r.Channel, r.PaymentCode, r.AmountText, r.DokuStatus)
 	}
-	return !r.PaidAt.IsZero() && r.PaidAt.Equal(p.PaidAt) && r.Amount == p.Amount
+	inv.Flag(Attention{Key: string(o.reason()) + ":" + inv.Number + ":" + seen, Reason: o.reason(), Source: r.Source,
+		Evidence: reportEvidence(inv, r)})
+}
+
+// reportEvidence is what a person needs to judge a report against the invoice.
+func reportEvidence(inv *Invoice, r PaymentReport) map[string]any {
+	ev := map[string]any{
+		"invoice_amount": inv.Amount, "invoice_channel": inv.Channel, "invoice_payment_code": inv.PaymentCode,
+		"invoice_status":  inv.Status,
+		"reported_amount": r.AmountText, "reported_invoice_number": r.InvoiceNumber, "reported_channel": r.Channel,
+		"reported_payment_code": r.PaymentCode, "doku_status": r.DokuStatus,
+	}
+	if r.RequestID != "" {
+		ev["doku_request_id"] = r.RequestID
+	}
+	if len(r.Identifiers) > 0 {
+		ev["identifiers"] = r.Identifiers
+	}
+	if r.DateText != "" {
+		ev["reported_date"] = r.DateText
+	}
+	return ev
+}
+
+// placeholder is the index of the payment only a status check has reported, or -1.
+func (inv *Invoice) placeholder() int {
+	for i, p := range inv.Payments {
+		if p.DedupeKey == placeholderKey {
+			return i
+		}
+	}
+	return -1
+}
+
+// provablySecond reports whether r is certainly another payment than those recorded for a single-use
+// code: it and every recorded payment carry store transaction ids, and they differ.
+func (inv *Invoice) provablySecond(r PaymentReport) bool {
+	if r.Identifiers["AGENT_TRX_ID"] == "" {
+		return false
+	}
+	for _, p := range inv.Payments {
+		if p.Identifiers["AGENT_TRX_ID"] == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// identify gives the payment only a status check had reported the identity r names. It was recorded
+// when the check saw it; now a person need not confirm it.
+func (inv *Invoice) identify(i int, r PaymentReport, id string) {
+	p := &inv.Payments[i]
+	p.DedupeKey, p.Identifiers, p.RequestID = id, r.Identifiers, r.RequestID
+	if !r.PaidAt.IsZero() {
+		p.PaidAt = r.PaidAt.UTC()
+	}
+	inv.Record(Event{Source: r.Source, Kind: EventPaymentIdentified, Detail: map[string]any{
+		"payment_id": p.ID, "identifiers": r.Identifiers, "doku_request_id": r.RequestID}})
+	inv.ResolvedAttention = append(inv.ResolvedAttention, Resolution{
+		Key:  paymentAttentionKey(inv.Number, placeholderKey, ReasonUnidentifiedPayment),
+		Note: "identified by DOKU notification " + r.RequestID})
+}
+
+// record adds the payment r reports, moves the invoice to paid and flags what needs a decision.
+func (inv *Invoice) record(r PaymentReport, id string, now time.Time) {
+	paidAt := r.PaidAt
+	if paidAt.IsZero() {
+		paidAt = now
+	}
+	paidAt = paidAt.UTC()
+	if id == "" {
+		id = placeholderKey
+	}
+	second := !inv.Reusable && len(inv.Payments) > 0
+	// After expiry: paid after the code's expiry time, or reported once the invoice had expired (DOKU
+	// said so already; a check cannot say when the money came).
+	afterExpiry := inv.Status == StatusExpired || inv.ExpiresAt != nil && paidAt.After(*inv.ExpiresAt)
+	inv.Record(Event{Source: r.Source, Kind: EventPayment, Detail: map[string]any{
+		"amount": r.Amount, "paid_at": paidAt, "identifiers": r.Identifiers, "doku_request_id": r.RequestID,
+		"reported_date": r.DateText, "after_expiry": afterExpiry}})
+	inv.Payments = append(inv.Payments, Payment{DedupeKey: id, Amount: r.Amount, PaidAt: paidAt, Source: r.Source,
+		RequestID: r.RequestID, Identifiers: r.Identifiers})
+
+	flag := func(reason Reason) {
+		ev := reportEvidence(inv, r)
+		ev["paid_at"], ev["total_paid"], ev["payments"] = paidAt, inv.TotalPaid(), len(inv.Payments)
+		if inv.ExpiresAt != nil {
+			ev["expires_at"] = inv.ExpiresAt.UTC()
+		}
+		inv.Flag(Attention{Key: paymentAttentionKey(inv.Number, id, reason), Reason: reason, Source: r.Source, Evidence: ev})
+	}
+	if inv.Status == StatusFailed {
+		flag(ReasonPaidWhileFailed)
+	}
+	if afterExpiry {
+		inv.PaidAfterExpiry = true
+		flag(ReasonPaidAfterExpiry)
+	}
+	if second {
+		flag(ReasonSecondPayment)
+	}
+	if id == placeholderKey && inv.Reusable {
+		flag(ReasonUnidentifiedPayment)
+	}
+	if inv.PaidAt == nil {
+		inv.PaidAt = &paidAt
+	}
+	// A failed invoice keeps its status: DOKU refused its code, yet money came — the payment is on
+	// record and a person decides what the order is now.
+	if inv.Status == StatusPending || inv.Status == StatusExpired {
+		inv.moveTo(StatusPaid, r.Source, map[string]any{"paid_after_expiry": inv.PaidAfterExpiry})
+	}
+}
+
+// paymentAttentionKey identifies the case a recorded payment raised.
+func paymentAttentionKey(number, paymentKey string, reason Reason) string {
+	return string(reason) + ":" + number + ":payment:" + paymentKey
 }
 
 // Issued is what DOKU returned for a generated payment code.
@@ -194,9 +348,9 @@ const (
 )
 
 // ApplyCheck applies what DOKU's check status said, through the same rules as a notification: a
-// SUCCESS is a payment (ApplyPayment); EXPIRED expires a pending invoice; PENDING leaves it, unless
-// our own clock is past its expiry by more than grace — DOKU may never say EXPIRED, and an invoice
-// must not wait forever. A payment reported later still applies (paid after expiry).
+// SUCCESS is a payment (ApplyPayment); EXPIRED expires a pending invoice; anything else — PENDING,
+// FAILED, a status we do not know — leaves it to our own clock (ExpireOverdue). A payment reported
+// later still applies (paid after expiry).
 func (inv *Invoice) ApplyCheck(r PaymentReport, now time.Time, grace time.Duration) Outcome {
 	switch r.DokuStatus {
 	case DokuSuccess:
@@ -212,14 +366,31 @@ func (inv *Invoice) ApplyCheck(r PaymentReport, now time.Time, grace time.Durati
 			inv.Record(Event{Source: r.Source, Kind: EventStatus, From: StatusExpired, To: StatusExpired,
 				Detail: map[string]any{"reason": "DOKU confirms the code expired"}})
 		}
-	case DokuPending:
-		if inv.Status == StatusPending && inv.ExpiresAt != nil && now.After(inv.ExpiresAt.Add(grace)) {
-			inv.moveTo(StatusExpired, r.Source, map[string]any{"reason": "past expiry and grace period while DOKU still reports PENDING"})
-			inv.ExpiredByGrace = true
-			return OutcomeExpired
-		}
-	default:
-		return OutcomeIgnoredStatus
+		return OutcomeUnchanged
 	}
-	return OutcomeUnchanged
+	if inv.ExpireOverdue(now, grace, r.Source, "past expiry and grace period while DOKU reports "+r.DokuStatus) {
+		return OutcomeExpired
+	}
+	if r.DokuStatus == DokuPending {
+		return OutcomeUnchanged
+	}
+	return OutcomeIgnoredStatus
+}
+
+// overdue reports whether ExpireOverdue would expire inv now.
+func (inv *Invoice) overdue(now time.Time, grace time.Duration) bool {
+	return inv.Status == StatusPending && inv.ExpiresAt != nil && now.After(inv.ExpiresAt.Add(grace))
+}
+
+// ExpireOverdue expires a pending invoice whose code is past its expiry by more than grace, and
+// reports whether it did. It runs on our clock alone: DOKU may never say EXPIRED, and while its check
+// status fails or answers nonsense an invoice must not stay pending forever. Money that still arrives
+// is recorded (paid after expiry), and the reconciler keeps checking such an invoice for a while.
+func (inv *Invoice) ExpireOverdue(now time.Time, grace time.Duration, source Source, why string) bool {
+	if !inv.overdue(now, grace) {
+		return false
+	}
+	inv.moveTo(StatusExpired, source, map[string]any{"reason": why})
+	inv.ExpiredByGrace = true
+	return true
 }

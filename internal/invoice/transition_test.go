@@ -40,7 +40,12 @@ func TestApplyPaymentRules(t *testing.T) {
 			inv.PaymentCode = ""
 			return inv
 		}, func() PaymentReport { return report("1") }, OutcomeNotIssued, StatusCreating},
-		{"failed invoice", func() *Invoice { inv := pendingInvoice(false); inv.Status = StatusFailed; return inv }, func() PaymentReport { return report("1") }, OutcomeNotIssued, StatusFailed},
+		// Money for an invoice whose code DOKU refused is recorded, never dropped; the status stays.
+		{"failed invoice", func() *Invoice {
+			inv := pendingInvoice(false)
+			inv.Status, inv.PaymentCode = StatusFailed, ""
+			return inv
+		}, func() PaymentReport { return report("1") }, OutcomeApplied, StatusFailed},
 		{"expired then paid", func() *Invoice { inv := pendingInvoice(false); inv.Status = StatusExpired; return inv }, func() PaymentReport { return report("1") }, OutcomeApplied, StatusPaid},
 	}
 	for _, tc := range tests {
@@ -56,25 +61,83 @@ func TestApplyPaymentRules(t *testing.T) {
 			if tc.want != OutcomeApplied && len(inv.Payments) != before {
 				t.Fatal("a payment was recorded without being applied")
 			}
+			// A mismatch, money for a failed invoice, money after expiry: each is one case for a person.
+			wantFlags := 0
+			if tc.want.Mismatch() || tc.status == StatusFailed || tc.name == "expired then paid" {
+				wantFlags = 1
+			}
+			if len(inv.NewAttention) != wantFlags {
+				t.Fatalf("flagged %+v, want %d item", inv.NewAttention, wantFlags)
+			}
 		})
 	}
 }
 
-func TestApplyPaymentOnceForSingleUseCode(t *testing.T) {
+func reasons(inv *Invoice) []Reason {
+	var out []Reason
+	for _, a := range inv.NewAttention {
+		out = append(out, a.Reason)
+	}
+	return out
+}
+
+// A mismatch is flagged once per report, however often that report comes: a notification by its
+// evidence key, a status answer by what it says.
+func TestMismatchesAreFlaggedOncePerReport(t *testing.T) {
+	inv := pendingInvoice(false)
+	now := time.Now()
+	hook := report("1")
+	hook.Amount, hook.AmountText, hook.EvidenceKey = 0, "150000.50", "notification:r1:abc"
+	poll := report("")
+	poll.Amount, poll.AmountText, poll.Anonymous, poll.Source = 15000, "15000", true, SourceReconciler
+	for i := 0; i < 3; i++ {
+		inv.ApplyPayment(hook, now)
+		inv.ApplyPayment(poll, now)
+	}
+	keys := map[string]bool{}
+	for _, a := range inv.NewAttention {
+		if a.Reason != ReasonAmountMismatch || a.InvoiceNumber != "INV-1" || a.Evidence["reported_amount"] == nil {
+			t.Fatalf("item %+v", a)
+		}
+		keys[a.Key] = true
+	}
+	if len(keys) != 2 || inv.Status != StatusPending || len(inv.Payments) != 0 {
+		t.Fatalf("%d distinct cases (want 2), status %s, %d payments", len(keys), inv.Status, len(inv.Payments))
+	}
+}
+
+// A single-use code is paid once: a retry or a status check is the same payment. A second, different
+// store transaction is real money all the same — recorded, and flagged for a refund decision.
+func TestSecondPaymentOfSingleUseCode(t *testing.T) {
 	inv := pendingInvoice(false)
 	now := time.Now()
 	if inv.ApplyPayment(report("1"), now) != OutcomeApplied {
 		t.Fatal("first payment not applied")
 	}
 	paidAt := *inv.PaidAt
-	// A retry, and even a report with another store transaction, cannot pay a single-use code twice.
-	for _, trx := range []string{"1", "2"} {
-		if got := inv.ApplyPayment(report(trx), now); got != OutcomeDuplicate {
-			t.Fatalf("trx %s: outcome %s, want duplicate", trx, got)
+	poll := report("")
+	poll.Anonymous, poll.PaymentCode, poll.Identifiers = true, "", nil
+	weak := report("")
+	weak.Identifiers, weak.RequestID = nil, "other-request"
+	for name, r := range map[string]PaymentReport{"retry": report("1"), "poll": poll, "without a transaction id": weak} {
+		if got := inv.ApplyPayment(r, now); got != OutcomeDuplicate {
+			t.Fatalf("%s: outcome %s, want duplicate", name, got)
 		}
 	}
-	if len(inv.Payments) != 1 || inv.TotalPaid() != 150000 || !inv.PaidAt.Equal(paidAt) {
+	if len(inv.NewAttention) != 0 {
+		t.Fatalf("flagged %+v", inv.NewAttention)
+	}
+	if got := inv.ApplyPayment(report("2"), now); got != OutcomeApplied {
+		t.Fatalf("second transaction: %s", got)
+	}
+	if len(inv.Payments) != 2 || inv.TotalPaid() != 300000 || !inv.PaidAt.Equal(paidAt) || inv.Status != StatusPaid {
 		t.Fatalf("payments %v, paid at %v", inv.Payments, inv.PaidAt)
+	}
+	if r := reasons(inv); len(r) != 1 || r[0] != ReasonSecondPayment {
+		t.Fatalf("flags %v, want one second_payment", r)
+	}
+	if inv.ApplyPayment(report("2"), now) != OutcomeDuplicate || len(inv.NewAttention) != 1 {
+		t.Fatal("the second payment's retry was not a duplicate")
 	}
 }
 
@@ -95,12 +158,37 @@ func TestApplyPaymentReusableCode(t *testing.T) {
 	}
 }
 
+// A payment whose time is after the code's expiry is paid after expiry — whether the invoice was
+// already expired or still waited in the grace period — and a person decides about the order.
 func TestPaidAfterExpiryIsFlagged(t *testing.T) {
-	inv := pendingInvoice(false)
-	inv.Status = StatusExpired
-	inv.ApplyPayment(report("1"), time.Now())
-	if !inv.PaidAfterExpiry || inv.Status != StatusPaid {
-		t.Fatalf("status %s, paid_after_expiry %v", inv.Status, inv.PaidAfterExpiry)
+	expired := pendingInvoice(false)
+	expired.Status = StatusExpired
+	late := report("1")
+	late.PaidAt = expired.ExpiresAt.Add(time.Hour)
+	expired.ApplyPayment(late, time.Now())
+	if !expired.PaidAfterExpiry || expired.Status != StatusPaid {
+		t.Fatalf("status %s, paid_after_expiry %v", expired.Status, expired.PaidAfterExpiry)
+	}
+	inGrace := pendingInvoice(false)
+	r := report("1")
+	r.PaidAt = inGrace.ExpiresAt.Add(time.Second)
+	if inGrace.ApplyPayment(r, time.Now()) != OutcomeApplied || !inGrace.PaidAfterExpiry {
+		t.Fatalf("a payment 1 s after expiry, within the grace period: paid_after_expiry %v", inGrace.PaidAfterExpiry)
+	}
+	if got := reasons(inGrace); len(got) != 1 || got[0] != ReasonPaidAfterExpiry {
+		t.Fatalf("flags %v", got)
+	}
+	onTime := pendingInvoice(false)
+	r.PaidAt = onTime.ExpiresAt.Add(-time.Second)
+	if onTime.ApplyPayment(r, time.Now()); onTime.PaidAfterExpiry || len(onTime.NewAttention) != 0 {
+		t.Fatal("a payment before expiry was flagged")
+	}
+	// A payment only a status check reports is dated when we learn of it.
+	polled := pendingInvoice(false)
+	poll := report("")
+	poll.Anonymous, poll.PaidAt = true, time.Time{}
+	if polled.ApplyPayment(poll, polled.ExpiresAt.Add(time.Minute)); !polled.PaidAfterExpiry {
+		t.Fatal("a payment first seen after expiry by a check is not paid after expiry")
 	}
 }
 
@@ -191,40 +279,79 @@ func TestApplyCheck(t *testing.T) {
 	if check(paid, DokuExpired) != OutcomeUnchanged || paid.Status != StatusPaid {
 		t.Fatal("EXPIRED after paid changed a paid invoice")
 	}
-	if check(pendingInvoice(false), "WHATEVER") != OutcomeIgnoredStatus {
-		t.Fatal("unknown status not ignored")
+	// Our clock, not DOKU's answer, ends the wait: past the grace period FAILED, or a status we do not
+	// know, expires the invoice as PENDING does; within it, they change nothing.
+	for _, status := range []string{DokuFailed, "WHATEVER"} {
+		if inv := pendingInvoice(false); check(inv, status) != OutcomeExpired || !inv.ExpiredByGrace {
+			t.Fatalf("%s past grace: %+v", status, inv)
+		}
+	}
+	now = now.Add(-time.Hour)
+	if inv := pendingInvoice(false); check(inv, "WHATEVER") != OutcomeIgnoredStatus || inv.Status != StatusPending {
+		t.Fatal("unknown status within grace changed the invoice")
 	}
 }
 
-// A reusable code's payment reported by the webhook (with the store's transaction id) and by a status
-// check (DOKU's check status shows only AGENT_ID) is one payment.
-func TestReusablePaymentSeenByWebhookAndPollIsOne(t *testing.T) {
-	inv := pendingInvoice(true)
+// A check says that a reusable code was paid, not which payment. Whichever of a notification and a
+// check sees a payment first, it is one payment; distinct payments are never merged; a payment only
+// a check has seen is recorded once and flagged until a notification names it.
+func TestReusablePaymentsSeenByWebhookAndPoll(t *testing.T) {
 	at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-	hook := report("1246")
-	hook.PaidAt = at
+	hook := func(trx string) PaymentReport {
+		r := report(trx)
+		r.PaidAt, r.RequestID = at, "req-"+trx
+		return r
+	}
 	poll := report("")
-	poll.PaidAt, poll.PaymentCode, poll.Source = at, "", SourceReconciler
+	poll.PaymentCode, poll.Source, poll.Anonymous, poll.PaidAt = "", SourceReconciler, true, time.Time{}
 	poll.Identifiers = map[string]string{"AGENT_ID": "ALFAMART"}
-	if inv.ApplyPayment(hook, at) != OutcomeApplied || inv.ApplyPayment(poll, at) != OutcomeDuplicate {
-		t.Fatalf("the same payment was recorded twice: %+v", inv.Payments)
+
+	// Webhook, then poll.
+	inv := pendingInvoice(true)
+	if inv.ApplyPayment(hook("1246"), at) != OutcomeApplied || inv.ApplyPayment(poll, at) != OutcomeDuplicate || len(inv.Payments) != 1 {
+		t.Fatalf("webhook then poll: %+v", inv.Payments)
 	}
-	// Two real payments in the same second, told apart by their transaction ids.
-	other := report("1247")
-	other.PaidAt = at
-	if inv.ApplyPayment(other, at) != OutcomeApplied || len(inv.Payments) != 2 || inv.TotalPaid() != 300000 {
-		t.Fatalf("a second payment was lost: %+v", inv.Payments)
+	if len(inv.NewAttention) != 0 {
+		t.Fatalf("flagged %+v", inv.NewAttention)
 	}
-	// And the other way round: polled first, then notified.
+
+	// Poll, then webhook: the notification names the payment the poll recorded.
 	inv = pendingInvoice(true)
-	if inv.ApplyPayment(poll, at) != OutcomeApplied || inv.ApplyPayment(hook, at) != OutcomeDuplicate {
-		t.Fatalf("the same payment was recorded twice: %+v", inv.Payments)
+	if inv.ApplyPayment(poll, at) != OutcomeApplied || inv.Payments[0].DedupeKey != placeholderKey {
+		t.Fatalf("poll: %+v", inv.Payments)
 	}
-	// A reusable payment with neither time nor transaction id nor Request-Id cannot be identified.
-	blind := report("")
-	blind.PaidAt, blind.Identifiers, blind.RequestID = time.Time{}, nil, ""
-	if got := inv.ApplyPayment(blind, at); got != OutcomeUnidentified || !got.Mismatch() {
-		t.Fatalf("unidentifiable payment: %s", got)
+	if r := reasons(inv); len(r) != 1 || r[0] != ReasonUnidentifiedPayment {
+		t.Fatalf("a payment only a poll reports is not flagged: %v", r)
+	}
+	if inv.ApplyPayment(poll, at) != OutcomeDuplicate || len(inv.NewAttention) != 1 {
+		t.Fatal("a second poll added to the first")
+	}
+	if got := inv.ApplyPayment(hook("1246"), at); got != OutcomeIdentified || len(inv.Payments) != 1 ||
+		inv.Payments[0].Identifiers["AGENT_TRX_ID"] != "1246" || inv.TotalPaid() != 150000 {
+		t.Fatalf("poll then webhook: %s, %+v", got, inv.Payments)
+	}
+	if len(inv.ResolvedAttention) != 1 || inv.ResolvedAttention[0].Key != inv.NewAttention[0].Key {
+		t.Fatalf("the flag was not settled by the notification: %+v", inv.ResolvedAttention)
+	}
+	if inv.ApplyPayment(hook("1246"), at) != OutcomeDuplicate || inv.ApplyPayment(poll, at) != OutcomeDuplicate {
+		t.Fatal("an identified payment was counted again")
+	}
+
+	// Three distinct payments with polls in between: three payments.
+	inv = pendingInvoice(true)
+	for _, trx := range []string{"1", "2", "3"} {
+		inv.ApplyPayment(hook(trx), at)
+		inv.ApplyPayment(poll, at)
+	}
+	if len(inv.Payments) != 3 || inv.TotalPaid() != 450000 || len(inv.NewAttention) != 0 {
+		t.Fatalf("three payments: %+v, flags %+v", inv.Payments, inv.NewAttention)
+	}
+
+	// A notification without a store transaction id still names its payment, by time or Request-Id.
+	weak := hook("")
+	weak.Identifiers, weak.PaidAt = nil, time.Time{}
+	if inv.ApplyPayment(weak, at) != OutcomeApplied || inv.ApplyPayment(weak, at) != OutcomeDuplicate {
+		t.Fatal("a notification without AGENT_TRX_ID or date is not deduplicated by its Request-Id")
 	}
 }
 

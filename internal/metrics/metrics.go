@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -60,7 +61,7 @@ func New(pool *pgxpool.Pool) *Metrics {
 			Name: "o2o_worker_rounds_total", Help: "Rounds run by the background workers (resumer, reconciler).",
 		}, []string{"worker"}),
 		workerItems: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "o2o_worker_items_total", Help: "Invoices handled by the workers, by worker and result (finished, changed, unchanged, failed, gave_up, mismatch).",
+			Name: "o2o_worker_items_total", Help: "Invoices handled by the workers, by worker and result (resumer: finished, failed, gave_up; reconciler: paid, expired, unchanged, mismatch, doku_rejected, doku_unavailable, doku_other_status, store_failed).",
 		}, []string{"worker", "result"}),
 		workerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "o2o_worker_errors_total", Help: "Worker rounds that failed before handling any invoice (usually the database).",
@@ -69,10 +70,55 @@ func New(pool *pgxpool.Pool) *Metrics {
 	reg.MustRegister(m.httpRequests, m.httpDuration, m.dokuRequests, m.dokuDuration, m.transitions,
 		m.notifications, m.workerRounds, m.workerItems, m.workerErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every series an alert divides by exists from the start at zero: a ratio over a series that
+	// appears only at its first increment is "no data", not 0, and the alert never fires.
+	for worker, results := range WorkerResults {
+		m.workerRounds.WithLabelValues(worker)
+		m.workerErrors.WithLabelValues(worker)
+		for _, r := range results {
+			m.workerItems.WithLabelValues(worker, r)
+		}
+	}
 	if pool != nil {
 		reg.MustRegister(&poolCollector{pool: pool})
 	}
 	return m
+}
+
+// WorkerResults are the results each worker counts its invoices by.
+var WorkerResults = map[string][]string{
+	"resumer":    {"finished", "failed", "gave_up"},
+	"reconciler": {"paid", "expired", "unchanged", "mismatch", "doku_rejected", "doku_unavailable", "doku_other_status", "store_failed"},
+}
+
+// WatchAttention reports the open attention items by reason, read from the database at each scrape
+// with count (so the figure is the same whichever replica is scraped); a scrape that cannot read it
+// reports nothing rather than a stale or zero figure.
+func (m *Metrics) WatchAttention(count func(ctx context.Context) (map[string]int, error)) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(&attentionCollector{count: count})
+}
+
+var attentionOpenDesc = prometheus.NewDesc("o2o_attention_open", "Open attention items (cases waiting for a person), by reason.", []string{"reason"}, nil)
+
+type attentionCollector struct {
+	count func(ctx context.Context) (map[string]int, error)
+}
+
+func (c *attentionCollector) Describe(ch chan<- *prometheus.Desc) { ch <- attentionOpenDesc }
+
+func (c *attentionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	open, err := c.count(ctx)
+	if err != nil {
+		return
+	}
+	for reason, n := range open {
+		ch <- prometheus.MustNewConstMetric(attentionOpenDesc, prometheus.GaugeValue, float64(n), reason)
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format.

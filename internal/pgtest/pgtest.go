@@ -6,7 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net/url"
+	neturl "net/url"
 	"os"
 	"testing"
 	"time"
@@ -42,7 +42,29 @@ func New(t testing.TB) *DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	name, dbURL := NewEmpty(t)
+	pool, err := postgres.Open(ctx, dbURL, postgres.PoolOptions{StatementTimeout: 30 * time.Second, LockTimeout: 10 * time.Second, IdleInTxTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("pgtest: open pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer m.Close()
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
+	}
+	return &DB{Pool: pool, URL: dbURL, Name: name}
+}
 
+// NewEmpty creates a fresh, empty database (no schema), registers its removal, and returns its name
+// and URL.
+func NewEmpty(t testing.TB) (name, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	admin, err := pgx.Connect(ctx, AdminURL())
 	if err != nil {
 		t.Fatalf("pgtest: connect to %s: %v (is PostgreSQL running? see README)", redact(AdminURL()), err)
@@ -51,7 +73,7 @@ func New(t testing.TB) *DB {
 
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	name := "o2o_test_" + hex.EncodeToString(b[:])
+	name = "o2o_test_" + hex.EncodeToString(b[:])
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
@@ -68,32 +90,16 @@ func New(t testing.TB) *DB {
 			t.Logf("pgtest: drop %s: %v", name, err)
 		}
 	})
-
-	u, err := url.Parse(AdminURL())
+	u, err := neturl.Parse(AdminURL())
 	if err != nil {
 		t.Fatalf("pgtest: parse TEST_DATABASE_URL: %v", err)
 	}
 	u.Path = "/" + name
-	dbURL := u.String()
-
-	pool, err := postgres.Open(ctx, dbURL, 0)
-	if err != nil {
-		t.Fatalf("pgtest: open pool: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	m, err := postgres.NewMigrator(pool)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	defer m.Close()
-	if err := m.Up(ctx); err != nil {
-		t.Fatalf("pgtest: migrate: %v", err)
-	}
-	return &DB{Pool: pool, URL: dbURL, Name: name}
+	return name, u.String()
 }
 
 func redact(raw string) string {
-	u, err := url.Parse(raw)
+	u, err := neturl.Parse(raw)
 	if err != nil {
 		return "TEST_DATABASE_URL"
 	}

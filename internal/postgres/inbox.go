@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jackc/pgx/v5"
 
@@ -9,12 +10,14 @@ import (
 )
 
 // RecordNotification stores a verified notification in the inbox and, in the same transaction, applies
-// it to its invoice with apply (nil for a body that could not be parsed). DOKU's Request-Id makes it
-// exactly-once: a redelivery of a notification whose outcome is settled only counts the delivery and
-// reports redelivered; one that found no invoice or no confirmed code yet is tried again, since the
-// invoice may be ready now. The outcome is stored with the notification.
+// it to its invoice with apply (nil for a body that could not be read). A notification is its
+// Request-Id and body: a redelivery of one whose outcome is settled only counts the delivery and
+// reports redelivered; one that could not be read, found no invoice or no confirmed code yet is
+// processed again, since a fix or the invoice may be there now; a new body under a Request-Id already
+// seen is a notification of its own. What needs a person — a body we cannot read, a payment for an
+// invoice we do not have — is flagged in the same transaction. The outcome is stored with it.
 //
-// The inbox row is an upsert whose RETURNING says whether this Request-Id is new: a concurrent
+// The inbox row is an upsert whose RETURNING says whether the notification is new: a concurrent
 // delivery of the same one waits on the row until the first commits, then sees its outcome.
 func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification, apply func(*invoice.Invoice) invoice.Outcome) (invoice.Outcome, *invoice.Invoice, bool, error) {
 	var (
@@ -26,12 +29,13 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 		redeliver  bool
 	)
 	upsert := stmt{
-		sql: `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, outcome)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (doku_request_id) DO UPDATE
+		sql: `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, body_sha256, outcome)
+			VALUES (@request_id, @invoice_number, @headers, @body, @digest, @outcome)
+			ON CONFLICT (doku_request_id, body_sha256) DO UPDATE
 				SET deliveries = notifications.deliveries + 1, last_received_at = now()
 			RETURNING id, outcome, deliveries`,
-		args: []any{n.RequestID, n.InvoiceNumber, n.Headers, n.Body, invoice.OutcomeMalformed},
+		args: []any{pgx.NamedArgs{"request_id": n.RequestID, "invoice_number": n.InvoiceNumber, "headers": n.Headers,
+			"body": n.Body, "digest": n.BodyDigest(), "outcome": invoice.OutcomeMalformed}},
 		scan: func(row pgx.Row) error { return row.Scan(&id, &prior, &deliveries) },
 	}
 	number := n.InvoiceNumber
@@ -39,7 +43,7 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 		number = "" // nothing to lock: the body could not be read
 	}
 	err := s.lockedTx(ctx, number, []stmt{upsert}, func(l *locked) ([]stmt, error) {
-		if deliveries > 1 && prior != invoice.OutcomeUnknownInvoice && prior != invoice.OutcomeNotIssued {
+		if deliveries > 1 && !retried(prior) {
 			redeliver = true
 			return nil, nil // only the delivery count changes
 		}
@@ -47,11 +51,23 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 		var invoiceID *int64
 		switch {
 		case apply == nil:
+			then = append(then, insertAttention(nil, []invoice.Attention{{Key: "unreadable:" + n.EvidenceKey(),
+				Reason: invoice.ReasonUnreadableNotification, InvoiceNumber: n.InvoiceNumber, Source: invoice.SourceWebhook,
+				Evidence: map[string]any{"notification_id": id, "doku_request_id": n.RequestID, "error": n.InvalidReason}}}))
 		case l == nil:
 			outcome = invoice.OutcomeUnknownInvoice
+			then = append(then, insertAttention(nil, []invoice.Attention{{Key: "unknown:" + n.EvidenceKey(),
+				Reason: invoice.ReasonUnknownInvoice, InvoiceNumber: n.InvoiceNumber, Source: invoice.SourceWebhook,
+				Evidence: map[string]any{"notification_id": id, "doku_request_id": n.RequestID}}}))
 		default:
 			outcome = apply(l.Invoice)
 			inv, invoiceID = l.Invoice, &l.ID
+			if deliveries > 1 {
+				// Read now where it could not be before: the item it raised has explained itself.
+				l.ResolvedAttention = append(l.ResolvedAttention,
+					invoice.Resolution{Key: "unreadable:" + n.EvidenceKey(), Note: "read on a later delivery"},
+					invoice.Resolution{Key: "unknown:" + n.EvidenceKey(), Note: "the invoice was found on a later delivery"})
+			}
 			then = s.writeChanges(l)
 		}
 		return append(then, stmt{sql: `UPDATE notifications SET outcome = $2, invoice_id = $3 WHERE id = $1`,
@@ -68,6 +84,12 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 		s.countTransitions(inv)
 	}
 	return outcome, inv, false, nil
+}
+
+// retried reports whether a redelivery of a notification that had outcome o is processed again: it
+// could not be read, or had nothing to apply to yet — a deploy or the invoice may have changed that.
+func retried(o invoice.Outcome) bool {
+	return o == invoice.OutcomeMalformed || o == invoice.OutcomeUnknownInvoice || o == invoice.OutcomeNotIssued
 }
 
 // ListNotifications returns inbox entries newest first, optionally only those with the given
@@ -104,4 +126,84 @@ func (s *Store) ListNotifications(ctx context.Context, f invoice.NotificationFil
 	}
 	items, next := page(items, f.Limit, func(n *invoice.Notification) int64 { return n.ID })
 	return items, next, nil
+}
+
+const attentionColumns = `id, key, reason, invoice_number, source, evidence, state, created_at, resolved_at, resolved_by, note`
+
+func scanAttention(row pgx.Row, extra ...any) (*invoice.Attention, error) {
+	var a invoice.Attention
+	err := row.Scan(append([]any{&a.ID, &a.Key, &a.Reason, &a.InvoiceNumber, &a.Source, &a.Evidence, &a.State, &a.CreatedAt,
+		&a.ResolvedAt, &a.ResolvedBy, &a.Note}, extra...)...)
+	return &a, err
+}
+
+// ListAttention returns attention items newest first, filtered, with the keyset cursor of the next
+// page.
+func (s *Store) ListAttention(ctx context.Context, f invoice.AttentionFilter) ([]*invoice.Attention, string, error) {
+	after, err := afterCursor(f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+attentionColumns+` FROM attention_items
+		WHERE (@state = '' OR state = @state) AND (@reason = '' OR reason = @reason)
+		  AND (@invoice_number = '' OR invoice_number = @invoice_number)
+		  AND (@after::bigint IS NULL OR id < @after)
+		ORDER BY id DESC LIMIT @limit`,
+		pgx.NamedArgs{"state": string(f.State), "reason": string(f.Reason), "invoice_number": f.InvoiceNumber,
+			"after": after, "limit": f.Limit + 1})
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoice.Attention, error) { return scanAttention(r) })
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	items, next := page(items, f.Limit, func(a *invoice.Attention) int64 { return a.ID })
+	return items, next, nil
+}
+
+// ErrAlreadyResolved is returned when resolving an item someone has resolved already; the item as it
+// stands comes with it.
+var ErrAlreadyResolved = &invoice.Error{Code: invoice.CodeAlreadyResolved, Message: "this attention item has already been resolved"}
+
+// ResolveAttention marks an open item resolved by the named key with a note, and returns it. An item
+// resolved already is returned unchanged with ErrAlreadyResolved: the first resolution stands.
+func (s *Store) ResolveAttention(ctx context.Context, id int64, by, note string) (*invoice.Attention, error) {
+	var now bool
+	a, err := scanAttention(s.pool.QueryRow(ctx, `
+		WITH upd AS (
+			UPDATE attention_items SET state = 'resolved', resolved_at = now(), resolved_by = @by, note = @note
+			WHERE id = @id AND state = 'open'
+			RETURNING `+attentionColumns+`)
+		SELECT `+attentionColumns+`, true FROM upd
+		UNION ALL
+		SELECT `+attentionColumns+`, false FROM attention_items WHERE id = @id AND NOT EXISTS (SELECT 1 FROM upd)`,
+		pgx.NamedArgs{"id": id, "by": by, "note": note}), &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &invoice.Error{Code: invoice.CodeNotFound, Message: "no attention item has this id"}
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	if !now {
+		return a, ErrAlreadyResolved
+	}
+	return a, nil
+}
+
+// OpenAttention counts open attention items by reason, every reason included (for the gauge).
+func (s *Store) OpenAttention(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT reason, count(*) FROM attention_items WHERE state = 'open' GROUP BY reason`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make(map[string]int, len(invoice.Reasons))
+	for _, r := range invoice.Reasons {
+		out[string(r)] = 0
+	}
+	var reason string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&reason, &n}, func() error { out[reason] = n; return nil })
+	return out, classify(err)
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -16,21 +18,38 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jackc/puddle/v2"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/migrations"
 )
 
-// Open connects a pool to url. maxConns, when positive, overrides pool_max_conns; the pool is shared
-// by every request and worker in the process, never created per request.
-func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+// PoolOptions bound the pool and every session in it. The timeouts are set on the server for each
+// session, so no statement, lock wait or transaction left idle can hold a request, a worker or
+// shutdown forever, whatever the database or the network does; zero leaves PostgreSQL's default.
+type PoolOptions struct {
+	MaxConns         int32 // 0: pool_max_conns from the URL, or pgx's default
+	StatementTimeout time.Duration
+	LockTimeout      time.Duration
+	IdleInTxTimeout  time.Duration
+}
+
+// Open connects a pool to url. The pool is shared by every request and worker in the process, never
+// created per request.
+func Open(ctx context.Context, url string, o PoolOptions) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx quotes the URL in its error, password included: say only what is wrong.
 		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL connection string")
 	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	for param, d := range map[string]time.Duration{"statement_timeout": o.StatementTimeout, "lock_timeout": o.LockTimeout,
+		"idle_in_transaction_session_timeout": o.IdleInTxTimeout} {
+		if d > 0 {
+			cfg.ConnConfig.RuntimeParams[param] = strconv.FormatInt(d.Milliseconds(), 10)
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -46,10 +65,21 @@ type Migrator struct {
 	provider *goose.Provider
 }
 
-// NewMigrator returns a Migrator over pool. Close it when done.
+// NewMigrator returns a Migrator for pool's database. It migrates over connections of its own, on
+// which no statement timeout applies (a migration may rewrite a large table), under goose's session
+// lock: an advisory lock held for the whole run, so any number of replicas can start at once and
+// exactly one migrates while the others wait for it. Close it when done.
 func NewMigrator(pool *pgxpool.Pool) (*Migrator, error) {
-	db := stdlib.OpenDBFromPool(pool)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	cc := pool.Config().ConnConfig.Copy()
+	cc.RuntimeParams["statement_timeout"] = "0"
+	db := stdlib.OpenDB(*cc)
+	// Waiters poll for the lock every second, for up to ten minutes.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 600))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: load migrations: %w", err)
@@ -63,16 +93,29 @@ func (m *Migrator) Pool() *pgxpool.Pool { return m.pool }
 // Close releases the migrator's database handle (not the pool).
 func (m *Migrator) Close() error { return m.db.Close() }
 
-// Up applies every pending migration.
-func (m *Migrator) Up(ctx context.Context) error {
-	_, err := m.provider.Up(ctx)
-	return err
+// Up applies every pending migration and returns the file names it applied.
+func (m *Migrator) Up(ctx context.Context) ([]string, error) {
+	results, err := m.provider.Up(ctx)
+	return applied(results), err
 }
 
-// Down rolls back the most recent migration.
-func (m *Migrator) Down(ctx context.Context) error {
-	_, err := m.provider.Down(ctx)
-	return err
+// Down rolls back the most recent migration and returns its file name.
+func (m *Migrator) Down(ctx context.Context) ([]string, error) {
+	result, err := m.provider.Down(ctx)
+	if result == nil {
+		return nil, err
+	}
+	return applied([]*goose.MigrationResult{result}), err
+}
+
+func applied(results []*goose.MigrationResult) []string {
+	var out []string
+	for _, r := range results {
+		if r != nil && r.Error == nil && !r.Empty {
+			out = append(out, r.Source.Path)
+		}
+	}
+	return out
 }
 
 // Status writes one line per migration: version, state and file name.
@@ -140,4 +183,20 @@ func unavailable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// Permanent says why a failure to connect will not pass by waiting — the database named does not
+// exist, or the server refuses the credentials — or returns "" for a failure worth retrying.
+func Permanent(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return ""
+	}
+	switch pgErr.Code {
+	case "3D000":
+		return "the database named in DATABASE_URL does not exist (create it, or fix the name)"
+	case "28P01", "28000":
+		return "the server refuses DATABASE_URL's user or password"
+	}
+	return ""
 }

@@ -249,102 +249,6 @@ func (s *Store) countTransitions(inv *invoice.Invoice) {
 	}
 }
 
-// writeChanges is the one statement that stores everything a decision did to inv since it was read —
-// history, new payments and the invoice's state — or nothing when it did nothing.
-func (s *Store) writeChanges(l *locked) []stmt {
-	inv := l.Invoice
-	changed := mutableState(inv) != l.readState
-	newPayments := inv.Payments[l.readPayments:]
-	if !changed && len(newPayments) == 0 && len(inv.NewEvents) == 0 {
-		return nil
-	}
-	now := s.now().UTC()
-	ev, err := eventArrays(inv.NewEvents, now)
-	if err != nil {
-		return []stmt{{err: err}}
-	}
-	n := len(newPayments)
-	pk, pa, pt, ps, pr, pi := make([]string, n), make([]int64, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, p := range newPayments {
-		ids := p.Identifiers
-		if ids == nil {
-			ids = map[string]string{}
-		}
-		raw, _ := json.Marshal(ids)
-		pk[i], pa[i], pt[i], ps[i], pr[i], pi[i] = p.DedupeKey, p.Amount, p.PaidAt, string(p.Source), p.RequestID, string(raw)
-	}
-	var paymentCode *string
-	if inv.PaymentCode != "" {
-		paymentCode = &inv.PaymentCode
-	}
-	return []stmt{{
-		sql: `
-		WITH ev AS (
-			INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
-			SELECT $1, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
-			FROM unnest($14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
-				AS e(at, source, kind, from_s, to_s, detail)),
-		pay AS (
-			INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
-			SELECT $1, k, a, pa, src, rid, ids::jsonb, $11
-			FROM unnest($20::text[], $21::bigint[], $22::timestamptz[], $23::text[], $24::text[], $25::text[])
-				AS p(k, a, pa, src, rid, ids)
-			RETURNING id, dedupe_key),
-		upd AS (
-			UPDATE invoices SET status = $2, payment_code = $3, how_to_pay_page = $4, how_to_pay_api = $5,
-				expires_at = $6, paid_at = $7, paid_after_expiry = $8, failure_code = $9, failure_message = $10,
-				updated_at = $11, expired_by_grace = $12,
-				issue_lease_until = CASE WHEN $2 = 'creating' THEN issue_lease_until END,
-				-- Keep polling what may still change; a final invoice leaves the reconciler's queue.
-				next_check_at = CASE
-					WHEN $2 = 'pending' OR (` + stillChanging("$2", "reusable", "$12::bool", "$6::timestamptz") + `)
-						THEN coalesce(next_check_at, now() + $13 * interval '1 microsecond')
-					END
-			WHERE id = $1 AND $26::bool
-			RETURNING updated_at)
-		SELECT (SELECT updated_at FROM upd), (SELECT coalesce(json_object_agg(dedupe_key, id), '{}') FROM pay)`,
-		args: []any{inv.ID, inv.Status, paymentCode, inv.HowToPayPage, inv.HowToPayAPI, inv.ExpiresAt, inv.PaidAt,
-			inv.PaidAfterExpiry, inv.FailureCode, inv.FailureMessage, now, inv.ExpiredByGrace, s.FirstCheck.Microseconds(),
-			ev.at, ev.source, ev.kind, ev.from, ev.to, ev.detail,
-			pk, pa, pt, ps, pr, pi, changed || n > 0},
-		scan: func(row pgx.Row) error {
-			var updatedAt *time.Time
-			var ids map[string]int64
-			if err := row.Scan(&updatedAt, &ids); err != nil {
-				return err
-			}
-			if updatedAt != nil {
-				inv.UpdatedAt = *updatedAt
-			}
-			for i := range newPayments {
-				newPayments[i].ID, newPayments[i].CreatedAt = ids[newPayments[i].DedupeKey], now
-			}
-			return nil
-		},
-	}}
-}
-
-// state is the part of an invoice Update may change; comparing it tells whether to write.
-type state struct {
-	status                           invoice.Status
-	code, page, api, failCode, failM string
-	expiresAt, paidAt                time.Time
-	afterExpiry, byGrace             bool
-}
-
-func mutableState(inv *invoice.Invoice) state {
-	st := state{status: inv.Status, code: inv.PaymentCode, page: inv.HowToPayPage, api: inv.HowToPayAPI,
-		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry,
-		byGrace: inv.ExpiredByGrace}
-	if inv.ExpiresAt != nil {
-		st.expiresAt = *inv.ExpiresAt
-	}
-	if inv.PaidAt != nil {
-		st.paidAt = *inv.PaidAt
-	}
-	return st
-}
-
 // Ready reports whether the database answers and its schema is the one this binary expects.
 func (s *Store) Ready(ctx context.Context, m *Migrator) error {
 	if err := s.pool.Ping(ctx); err != nil {
@@ -389,14 +293,14 @@ func (s *Store) ReleaseIssue(ctx context.Context, number string, attempt int, ev
 			WHERE id = $1 AND status = 'creating' AND issue_attempts = $2`, id, attempt); err != nil {
 			return classify(err)
 		}
-		return s.insertEvents(ctx, tx, id, []invoice.Event{ev})
+		return s.addEvents(ctx, tx, id, []invoice.Event{ev})
 	})
 }
 
 // AddEvent adds one entry to an invoice's history.
 func (s *Store) AddEvent(ctx context.Context, number string, ev invoice.Event) error {
 	return s.withInvoiceTx(ctx, number, func(tx pgx.Tx, id int64) error {
-		return s.insertEvents(ctx, tx, id, []invoice.Event{ev})
+		return s.addEvents(ctx, tx, id, []invoice.Event{ev})
 	})
 }
 
@@ -417,50 +321,13 @@ func (s *Store) withInvoiceTx(ctx context.Context, number string, fn func(tx pgx
 	return classify(tx.Commit(ctx))
 }
 
-// eventColumns are history entries as the parallel arrays one INSERT … unnest takes.
-type eventColumns struct {
-	at                             []time.Time
-	source, kind, from, to, detail []string
-}
-
-func eventArrays(evs []invoice.Event, now time.Time) (eventColumns, error) {
-	n := len(evs)
-	c := eventColumns{at: make([]time.Time, n), source: make([]string, n), kind: make([]string, n),
-		from: make([]string, n), to: make([]string, n), detail: make([]string, n)}
-	for i, e := range evs {
-		c.at[i] = now
-		if !e.At.IsZero() {
-			c.at[i] = e.At
-		}
-		c.source[i], c.kind[i], c.from[i], c.to[i] = string(e.Source), string(e.Kind), string(e.From), string(e.To)
-		d := e.Detail
-		if d == nil {
-			d = map[string]any{}
-		}
-		raw, err := json.Marshal(d)
-		if err != nil {
-			return c, fmt.Errorf("postgres: encode event detail: %w", err)
-		}
-		c.detail[i] = string(raw)
+// addEvents writes history entries inside tx.
+func (s *Store) addEvents(ctx context.Context, tx pgx.Tx, invoiceID int64, evs []invoice.Event) error {
+	st := insertEvents(invoiceID, evs, s.now().UTC())
+	if st.err != nil {
+		return st.err
 	}
-	return c, nil
-}
-
-// insertEvents writes history entries in one statement.
-func (s *Store) insertEvents(ctx context.Context, tx pgx.Tx, invoiceID int64, evs []invoice.Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	c, err := eventArrays(evs, s.now().UTC())
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
-		SELECT $1, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
-		FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-			AS e(at, source, kind, from_s, to_s, detail)`,
-		invoiceID, c.at, c.source, c.kind, c.from, c.to, c.detail)
+	_, err := tx.Exec(ctx, st.sql, st.args...)
 	return classify(err)
 }
 
@@ -580,31 +447,35 @@ func (s *Store) ClaimDueChecks(ctx context.Context, limit int, schedule []time.D
 	return invs, classify(err)
 }
 
-// MarkSynced records a manual sync of the invoice now, unless one happened within interval: then it
-// returns a rate_limited error saying when to retry. The check and the write are one UPDATE that
-// re-reads the row under its lock, so concurrent syncs on any replica cannot both pass.
-func (s *Store) MarkSynced(ctx context.Context, number string, interval time.Duration) error {
-	var exists, marked bool
+// ClaimSync takes the invoice's manual-sync slot now if the last sync was at least interval ago. The
+// check and the write are one statement holding the row's lock, on the database's clock, so
+// concurrent syncs on any replica cannot both pass. Whether to refuse, and what to say, is the
+// caller's to decide from the claim.
+func (s *Store) ClaimSync(ctx context.Context, number string, interval time.Duration) (invoice.SyncClaim, error) {
+	var c invoice.SyncClaim
 	var wait float64
 	err := s.pool.QueryRow(ctx, `
-		WITH upd AS (
-			UPDATE invoices SET last_synced_at = now()
-			WHERE invoice_number = $1
-			  AND (last_synced_at IS NULL OR last_synced_at <= now() - $2 * interval '1 microsecond')
-			RETURNING id)
-		SELECT EXISTS (SELECT 1 FROM invoices WHERE invoice_number = $1), EXISTS (SELECT 1 FROM upd),
-			coalesce((SELECT extract(epoch FROM last_synced_at + $2 * interval '1 microsecond' - now())
-				FROM invoices WHERE invoice_number = $1), 0)`, number, interval.Microseconds()).Scan(&exists, &marked, &wait)
-	switch {
-	case err != nil:
-		return classify(err)
-	case !exists:
-		return invoice.ErrNotFound
-	case !marked:
-		// Racing syncs can compute the wait from before the winner's write: never advise less than 1 s.
-		retry := max(time.Duration(wait*float64(time.Second)), time.Second)
-		return &invoice.Error{Code: invoice.CodeRateLimited, RetryAfter: retry,
-			Message: fmt.Sprintf("this invoice was synced moments ago; sync again in %.0f s", retry.Seconds()+0.5)}
+		WITH cur AS (
+			SELECT id, last_synced_at FROM invoices WHERE invoice_number = @number FOR UPDATE),
+		upd AS (
+			UPDATE invoices i SET last_synced_at = now() FROM cur
+			WHERE i.id = cur.id AND (cur.last_synced_at IS NULL OR cur.last_synced_at <= now() - @interval * interval '1 microsecond')
+			RETURNING i.last_synced_at)
+		SELECT EXISTS (SELECT 1 FROM upd), coalesce((SELECT last_synced_at FROM upd), now()), cur.last_synced_at,
+			coalesce(extract(epoch FROM cur.last_synced_at + @interval * interval '1 microsecond' - now()), 0)
+		FROM cur`, pgx.NamedArgs{"number": number, "interval": interval.Microseconds()}).Scan(&c.Taken, &c.At, &c.Previous, &wait)
+	if err != nil {
+		return c, classify(err)
 	}
-	return nil
+	c.Wait = time.Duration(wait * float64(time.Second))
+	return c, nil
+}
+
+// ReleaseSync gives the slot back after a sync DOKU could not answer, so the retry its answer asks
+// for is not refused as too soon: the previous sync time is restored, unless another sync has taken
+// the slot since.
+func (s *Store) ReleaseSync(ctx context.Context, number string, c invoice.SyncClaim) error {
+	_, err := s.pool.Exec(ctx, `UPDATE invoices SET last_synced_at = @previous WHERE invoice_number = @number AND last_synced_at = @at`,
+		pgx.NamedArgs{"number": number, "previous": c.Previous, "at": c.At})
+	return classify(err)
 }

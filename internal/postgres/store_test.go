@@ -98,7 +98,7 @@ func TestConcurrentReportsRecordOnePayment(t *testing.T) {
 			_, err := s.Update(ctx, "INV-1", func(inv *invoice.Invoice) error {
 				outcomes <- inv.ApplyPayment(invoice.PaymentReport{InvoiceNumber: "INV-1", Amount: 150000,
 					DokuStatus: invoice.DokuSuccess, Source: invoice.SourceWebhook, PaidAt: time.Now(),
-					Identifiers: map[string]string{"AGENT_TRX_ID": fmt.Sprint(i)}}, time.Now())
+					RequestID: fmt.Sprint("req-", i), Identifiers: map[string]string{"AGENT_TRX_ID": "T1"}}, time.Now())
 				return nil
 			})
 			if err != nil {
@@ -164,7 +164,7 @@ func TestMigrateDownAndUp(t *testing.T) {
 	if ok, err := m.Current(ctx); err != nil || !ok {
 		t.Fatalf("fresh database not current: %v %v", ok, err)
 	}
-	if err := m.Down(ctx); err != nil {
+	if _, err := m.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := m.Current(ctx); ok {
@@ -174,7 +174,7 @@ func TestMigrateDownAndUp(t *testing.T) {
 	if err := s.Ready(ctx, m); invoice.ErrorCode(err) != invoice.CodeUnavailable {
 		t.Fatalf("ready with an old schema: %v", err)
 	}
-	if err := m.Up(ctx); err != nil {
+	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Ready(ctx, m); err != nil {
@@ -258,5 +258,56 @@ func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
 	// A statement the database refuses for what it is (here a constraint) is a fault of ours: 500.
 	if _, _, err := s.Create(ctx, newInvoice("INV 1"), time.Minute); err == nil || invoice.ErrorCode(err) != "" {
 		t.Fatalf("check violation: %v, want an internal error", err)
+	}
+}
+
+// Replicas starting at the same instant on an empty database all start: migrations run under goose's
+// session lock, one replica migrates, the others wait and find the schema current.
+func TestReplicasMigrateAtOnce(t *testing.T) {
+	for run := 0; run < 10; run++ {
+		t.Run(fmt.Sprint("run ", run), func(t *testing.T) {
+			t.Parallel()
+			replicasMigrate(t)
+		})
+	}
+}
+
+func replicasMigrate(t *testing.T) {
+	{
+		_, url := pgtest.NewEmpty(t)
+		const replicas = 5
+		errs := make(chan error, replicas)
+		start := make(chan struct{})
+		for i := 0; i < replicas; i++ {
+			go func() {
+				errs <- func() error {
+					<-start
+					ctx := context.Background()
+					pool, err := postgres.Open(ctx, url, postgres.PoolOptions{MaxConns: 2})
+					if err != nil {
+						return err
+					}
+					defer pool.Close()
+					m, err := postgres.NewMigrator(pool)
+					if err != nil {
+						return err
+					}
+					defer m.Close()
+					if _, err := m.Up(ctx); err != nil {
+						return err
+					}
+					if ok, err := m.Current(ctx); err != nil || !ok {
+						return fmt.Errorf("schema not current after migrating: %v", err)
+					}
+					return nil
+				}()
+			}()
+		}
+		close(start)
+		for i := 0; i < replicas; i++ {
+			if err := <-errs; err != nil {
+				t.Fatalf("a replica failed to start: %v", err)
+			}
+		}
 	}
 }

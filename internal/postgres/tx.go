@@ -26,6 +26,7 @@ type locked struct {
 	*invoice.Invoice
 	readState    state
 	readPayments int
+	readKeys     []string // the payments' dedupe keys as read
 }
 
 // lockRow takes the invoice's row lock; readLocked then reads it with its payments. They must be two
@@ -89,6 +90,9 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 		read, err := scanInvoiceWithPayments(br.QueryRow())
 		if err == nil {
 			inv = &locked{Invoice: read, readState: mutableState(read), readPayments: len(read.Payments)}
+			for _, p := range read.Payments {
+				inv.readKeys = append(inv.readKeys, p.DedupeKey)
+			}
 		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}

@@ -52,24 +52,48 @@ func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
 	changed, err := inWaves(r.Batch, r.Concurrency, claim, func(inv *invoice.Invoice) bool {
 		log := r.Log.With().Str("invoice_number", inv.Number).Logger()
 		outcome, out, err := r.Service.Check(ctx, inv, invoice.SourceReconciler)
+		result := checkResult(outcome, err)
+		r.Metrics.WorkerItem("reconciler", result)
 		switch {
+		case outcome == invoice.OutcomeExpired:
+			// Possibly on our own clock while DOKU fails: the check's error is worth seeing here too.
+			log.Info().Err(err).Str("status", string(out.Status)).Bool("expired_by_grace", out.ExpiredByGrace).Msg("reconciled invoice: expired")
+			return true
 		case err != nil:
-			log.Warn().Err(err).Msg("status check failed; will check again on schedule")
-			r.Metrics.WorkerItem("reconciler", "failed")
+			log.Warn().Err(err).Str("result", result).Msg("status check failed; will check again on schedule")
 		case outcome.Mismatch():
 			log.Error().Str("outcome", string(outcome)).Int64("invoice_amount", out.Amount).
-				Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
-			r.Metrics.WorkerItem("reconciler", "mismatch")
-		case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeExpired:
+				Msg("DOKU reports a payment that does not match the invoice; flagged for a person")
+		case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeIdentified:
 			log.Info().Str("outcome", string(outcome)).Str("status", string(out.Status)).Bool("paid_after_expiry", out.PaidAfterExpiry).
 				Msg("reconciled invoice")
-			r.Metrics.WorkerItem("reconciler", "changed")
 			return true
-		default:
-			r.Metrics.WorkerItem("reconciler", "unchanged")
 		}
 		return false
 	})
 	r.Metrics.WorkerRound("reconciler", err != nil)
 	return changed, err
+}
+
+// checkResult is how a reconciler check is counted: what it did, or why DOKU could not say.
+func checkResult(outcome invoice.Outcome, err error) string {
+	switch {
+	case outcome == invoice.OutcomeExpired:
+		return "expired"
+	case err != nil:
+		switch invoice.ErrorCode(err) {
+		case invoice.CodeDokuRejected:
+			return "doku_rejected"
+		case invoice.CodeDokuUnavailable:
+			return "doku_unavailable"
+		}
+		return "store_failed"
+	case outcome.Mismatch():
+		return "mismatch"
+	case outcome == invoice.OutcomeApplied || outcome == invoice.OutcomeIdentified:
+		return "paid"
+	case outcome == invoice.OutcomeIgnoredStatus:
+		return "doku_other_status" // FAILED: nothing DOKU says we can act on
+	}
+	return "unchanged"
 }

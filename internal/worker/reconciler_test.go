@@ -343,3 +343,12 @@ func TestWorkersRecoverFromADatabaseOutage(t *testing.T) {
 		t.Fatalf("status %s after recovery", got.Status)
 	}
 }
+
+// setExpiry moves an invoice's expiry to now+d, as if time had passed.
+func setExpiry(t *testing.T, s *apitest.Stack, number string, d time.Duration) {
+	t.Helper()
+	if _, err := s.DB.Pool.Exec(context.Background(), `UPDATE invoices SET expires_at = now() + $2 * interval '1 microsecond'
+		WHERE invoice_number = $1`, number, d.Microseconds()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -57,6 +57,9 @@ func (r *Resumer) RunOnce(ctx context.Context) (int, error) {
 		case inv.IssueAttempts >= r.MaxAttempts:
 			log.Error().Err(err).Msg("giving up on invoice after the last attempt; it stays creating for a person to check with DOKU")
 			r.Metrics.WorkerItem("resumer", "gave_up")
+			if ferr := r.Service.FlagStuck(ctx, inv, err); ferr != nil {
+				log.Error().Err(ferr).Msg("could not add the invoice to the attention queue; this line is the only record")
+			}
 		default:
 			log.Warn().Err(err).Msg("resume attempt failed; will retry with backoff")
 			r.Metrics.WorkerItem("resumer", "failed")

@@ -69,7 +69,7 @@ func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 			t.Fatal(err)
 		}
 		inv.DokuRequestID = number + "-request-id"
-		inv.DokuRequestBody, _ = doku.GenerateBody(inv)
+		inv.DokuRequestBody, _ = doku.GenerateBody(inv, apitest.BodyDefaults)
 		stored, _, err := s.Store.Create(ctx, inv, s.Service.IssueLease)
 		if err != nil {
 			t.Fatal(err)

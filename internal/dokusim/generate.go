@@ -1,0 +1,202 @@
+package dokusim
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/merchant/o2o/internal/doku"
+	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/strictjson"
+)
+
+// generateRequest is the generate body as DOKU reads it: pointers tell a missing field from a zero.
+type generateRequest struct {
+	Order *struct {
+		InvoiceNumber *string `json:"invoice_number"`
+		Amount        *int64  `json:"amount"`
+	} `json:"order"`
+	O2OInfo *struct {
+		ExpiredTime    *int64  `json:"expired_time"`
+		ReusableStatus *bool   `json:"reusable_status"`
+		Info           *string `json:"info"`
+	} `json:"online_to_offline_info"`
+	Customer *struct {
+		Name  *string `json:"name"`
+		Email *string `json:"email"`
+	} `json:"customer"`
+	AlfaInfo *struct {
+		Receipt *struct {
+			FooterMessage *string `json:"footer_message"`
+		} `json:"receipt"`
+	} `json:"alfa_info"`
+}
+
+// present lists the fields of doku.RequiredGenerateFields the request carries (a text only when not blank).
+func (g *generateRequest) present() map[string]bool {
+	text := func(s *string) bool { return s != nil && strings.TrimSpace(*s) != "" }
+	p := map[string]bool{}
+	if o := g.Order; o != nil {
+		p["order"], p["order.invoice_number"], p["order.amount"] = true, text(o.InvoiceNumber), o.Amount != nil
+	}
+	if o := g.O2OInfo; o != nil {
+		p["online_to_offline_info"] = true
+		p["online_to_offline_info.expired_time"] = o.ExpiredTime != nil
+		p["online_to_offline_info.reusable_status"] = o.ReusableStatus != nil
+		p["online_to_offline_info.info"] = text(o.Info)
+	}
+	if c := g.Customer; c != nil {
+		p["customer"], p["customer.name"], p["customer.email"] = true, text(c.Name), text(c.Email)
+	}
+	if a := g.AlfaInfo; a != nil {
+		p["alfa_info"], p["alfa_info.receipt"] = true, a.Receipt != nil
+	}
+	return p
+}
+
+// decodeGenerate reads and checks a generate body as DOKU documents its fields, and returns a
+// DOKU-style message for the first problem.
+func (s *Simulator) decodeGenerate(body []byte) (*generateRequest, string) {
+	var g generateRequest
+	if err := strictjson.DecodeForeign(body, &g); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.Path != "" {
+			return nil, se.Path + " is invalid: " + se.Detail
+		}
+		return nil, "request body is not valid JSON"
+	}
+	have := g.present()
+	for _, f := range doku.RequiredGenerateFields {
+		if !have[f] && !slices.Contains(s.cfg.OptionalFields, f) {
+			return nil, f + " is mandatory"
+		}
+	}
+	if o := g.Order; o != nil {
+		if o.InvoiceNumber != nil && len(*o.InvoiceNumber) > 64 {
+			return nil, "order.invoice_number must be at most 64 characters"
+		}
+		if o.Amount != nil && (*o.Amount <= 0 || *o.Amount > 999_999_999_999) {
+			return nil, "order.amount must be a positive integer of at most 12 digits"
+		}
+	}
+	if o := g.O2OInfo; o != nil && o.ExpiredTime != nil && (*o.ExpiredTime < 1 || *o.ExpiredTime > 99_999_999) {
+		return nil, "online_to_offline_info.expired_time must be between 1 and 99999999 minutes"
+	}
+	return &g, ""
+}
+
+func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.generateCalls.Add(1)
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			dokuError(w, http.StatusBadRequest, "invalid_request", "cannot read body")
+			return
+		}
+		if err := s.verify(r, body); err != nil {
+			dokuError(w, http.StatusUnauthorized, "invalid_signature", err.Error())
+			return
+		}
+		if fault, ok := s.takeFault(r.Context()); ok {
+			fault(w)
+			return
+		}
+		requestID := r.Header.Get(doku.HeaderRequestID)
+		hash := sha256.Sum256(body)
+
+		s.mu.Lock()
+		if g, ok := s.state.Generation[requestID]; ok {
+			s.mu.Unlock()
+			if g.BodyHash != hash {
+				dokuError(w, http.StatusBadRequest, "invalid_request", "Request-Id was already used with a different request body")
+				return
+			}
+			// DOKU's idempotency: the original response, with 409.
+			writeRaw(w, http.StatusConflict, g.Response)
+			return
+		}
+		req, msg := s.decodeGenerate(body)
+		if msg != "" {
+			s.mu.Unlock()
+			dokuError(w, http.StatusBadRequest, "invalid_parameter", msg)
+			return
+		}
+		o := s.newOrder(ch, requestID, req)
+		if _, taken := s.state.Orders[o.InvoiceNumber]; taken {
+			s.mu.Unlock()
+			dokuError(w, http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used")
+			return
+		}
+		o.PaymentCode = paymentCode(ch, s.state.next())
+		base := s.publicBase(r)
+		resp, _ := json.Marshal(map[string]any{
+			"order": map[string]any{"invoice_number": o.InvoiceNumber, "amount": o.Amount},
+			"online_to_offline_info": map[string]any{
+				"payment_code":    o.PaymentCode,
+				"info":            o.Info,
+				"how_to_pay_page": base + "/simulator/how-to-pay/" + o.PaymentCode,
+				"how_to_pay_api":  base + "/simulator/how-to-pay-api/" + o.PaymentCode,
+				"created_date":    doku.FormatWIB(o.CreatedAt),
+				"expired_date":    doku.FormatWIB(o.ExpiresAt),
+			},
+		})
+		s.state.Generation[requestID] = &generation{BodyHash: hash, Response: resp}
+		s.state.add(o)
+		serr := s.save()
+		lost := s.takeLostResponse()
+		s.mu.Unlock()
+		if serr != nil {
+			// The code exists in memory: a retry with the same Request-Id gets it back (409).
+			s.cfg.Logger.Error().Err(serr).Msg("cannot save the simulator's state")
+			dokuError(w, http.StatusInternalServerError, "internal_error", "state could not be saved")
+			return
+		}
+		if lost {
+			s.hang(r.Context())
+			return
+		}
+		writeRaw(w, http.StatusOK, resp)
+	}
+}
+
+// newOrder is the order a valid generate request describes (its code not yet drawn).
+func (s *Simulator) newOrder(ch invoice.Channel, requestID string, g *generateRequest) *order {
+	now := s.now().UTC().Truncate(time.Second)
+	o := &order{Channel: ch, RequestID: requestID, CreatedAt: now}
+	expiry := int64(60) // DOKU's documented default
+	if g.Order != nil {
+		if g.Order.InvoiceNumber != nil {
+			o.InvoiceNumber = *g.Order.InvoiceNumber
+		}
+		if g.Order.Amount != nil {
+			o.Amount = *g.Order.Amount
+		}
+	}
+	if i := g.O2OInfo; i != nil {
+		if i.ExpiredTime != nil {
+			expiry = *i.ExpiredTime
+		}
+		o.Reusable = i.ReusableStatus != nil && *i.ReusableStatus
+		if i.Info != nil {
+			o.Info = *i.Info
+		}
+	}
+	o.ExpiresAt = now.Add(time.Duration(expiry) * time.Minute)
+	return o
+}
+
+// paymentCode is a company prefix (BIN) followed by a unique part, as DOKU's codes are; Alfa's and
+// Indomaret's prefixes differ so a code alone tells the channel in logs.
+func paymentCode(ch invoice.Channel, seq int64) string {
+	prefix := "88880"
+	if ch == invoice.ChannelIndomaret {
+		prefix = "77770"
+	}
+	return fmt.Sprintf("%s%011d", prefix, seq)
+}

@@ -1,0 +1,104 @@
+package dokusim
+
+import (
+	"fmt"
+	"html"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/merchant/o2o/internal/doku"
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+func (s *Simulator) statusOf(o *order, now time.Time) string {
+	switch {
+	case len(o.Payments) > 0:
+		return invoice.DokuSuccess
+	case !now.Before(o.ExpiresAt):
+		return invoice.DokuExpired
+	}
+	return invoice.DokuPending
+}
+
+// checkStatus answers in exactly the shape of DOKU's documented O2O sample, and no more: the
+// transaction date is the code's creation time, the only identifier is AGENT_ID, and there is no
+// payment code. So, as with DOKU, a check says that a code was paid, never which payment — a client
+// that needs more from it is wrong about DOKU.
+func (s *Simulator) checkStatus(w http.ResponseWriter, r *http.Request) {
+	s.statusCalls.Add(1)
+	if err := s.verify(r, nil); err != nil {
+		dokuError(w, http.StatusUnauthorized, "invalid_signature", err.Error())
+		return
+	}
+	if fault, ok := s.takeFault(r.Context()); ok {
+		fault(w)
+		return
+	}
+	id := chi.URLParam(r, "id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.state.Orders[id]
+	if o == nil {
+		for _, cand := range s.state.Orders {
+			if cand.RequestID == id {
+				o = cand
+				break
+			}
+		}
+	}
+	if o == nil {
+		dokuError(w, http.StatusNotFound, "invoice_not_found", "Order not found")
+		return
+	}
+	status := s.statusOf(o, s.now())
+	if s.faults.StatusAnswer != "" {
+		status = s.faults.StatusAnswer
+	}
+	answer := map[string]any{
+		"order": map[string]any{"invoice_number": o.InvoiceNumber, "amount": o.Amount},
+		"transaction": map[string]any{"status": status, "date": o.CreatedAt.UTC().Format(doku.TimestampLayout),
+			"original_request_id": o.RequestID},
+		"service":  map[string]string{"id": doku.ServiceO2O},
+		"acquirer": map[string]string{"id": doku.AcquirerID(o.Channel)},
+		"channel":  map[string]string{"id": doku.ChannelID(o.Channel)},
+		"online_to_offline_info": map[string]any{
+			"created_date":    doku.FormatWIB(o.CreatedAt),
+			"expired_date":    doku.FormatWIB(o.ExpiresAt),
+			"reusable_status": fmt.Sprint(o.Reusable), // a string here, as DOKU sends it
+		},
+	}
+	if status == invoice.DokuSuccess {
+		answer["online_to_offline_payment"] = map[string]any{"identifier": []map[string]string{{"name": "AGENT_ID", "value": agent(o.Channel)}}}
+	}
+	writeJSON(w, http.StatusOK, answer)
+}
+
+func agent(ch invoice.Channel) string {
+	if ch == invoice.ChannelIndomaret {
+		return "INDOMARET"
+	}
+	return "ALFAMART"
+}
+
+func identifiers(ch invoice.Channel, trxID string) []map[string]string {
+	return []map[string]string{
+		{"name": "AGENT_ID", "value": agent(ch)},
+		{"name": "AGENT_STORE_ID", "value": "SIM-STORE-01"},
+		{"name": "AGENT_TRX_ID", "value": trxID},
+	}
+}
+
+func (s *Simulator) howToPayPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, "<!doctype html><title>How to pay</title><p>Tell the cashier you want to pay a DOKU payment code, then give code <b>%s</b>.</p>",
+		html.EscapeString(chi.URLParam(r, "code")))
+}
+
+func (s *Simulator) howToPayAPI(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"payment_instruction": []map[string]any{{
+		"channel": "STORE",
+		"step":    []string{"Go to the cashier", "Say you want to pay a DOKU payment code", "Give code " + chi.URLParam(r, "code"), "Pay and keep the receipt"},
+	}}})
+}

@@ -1,0 +1,124 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+type attentionJSON struct {
+	ID            int64          `json:"id"`
+	Reason        invoice.Reason `json:"reason"`
+	State         string         `json:"state"`
+	InvoiceNumber *string        `json:"invoice_number"`
+	Source        string         `json:"source"`
+	Evidence      map[string]any `json:"evidence"`
+	CreatedAt     string         `json:"created_at"`
+	ResolvedAt    *string        `json:"resolved_at"`
+	ResolvedBy    *string        `json:"resolved_by"`
+	Note          *string        `json:"note"`
+}
+
+func toAttentionJSON(a *invoice.Attention) attentionJSON {
+	ev := a.Evidence
+	if ev == nil {
+		ev = map[string]any{}
+	}
+	return attentionJSON{ID: a.ID, Reason: a.Reason, State: string(a.State), InvoiceNumber: optString(a.InvoiceNumber),
+		Source: string(a.Source), Evidence: ev, CreatedAt: rfc3339(a.CreatedAt), ResolvedAt: optTime(a.ResolvedAt),
+		ResolvedBy: optString(a.ResolvedBy), Note: optString(a.Note)}
+}
+
+type attentionListJSON struct {
+	Items      []attentionJSON `json:"items"`
+	NextCursor *string         `json:"next_cursor"`
+}
+
+// listAttention is the one queue of cases where money or an order needs a person's decision.
+func (h *handlers) listAttention(w http.ResponseWriter, r *http.Request) {
+	var f invoice.AttentionFilter
+	err := listQuery(r.URL.RawQuery, &f.Limit, &f.Cursor, func(key string, vals []string) *invoice.FieldError {
+		if len(vals) != 1 {
+			return &invoice.FieldError{Field: key, Message: "must be given once"}
+		}
+		switch v := vals[0]; key {
+		case "state":
+			if f.State = invoice.AttentionState(v); f.State != invoice.AttentionOpen && f.State != invoice.AttentionResolved {
+				return &invoice.FieldError{Field: key, Message: `must be "open" or "resolved"`}
+			}
+		case "reason":
+			if f.Reason = invoice.Reason(v); !f.Reason.Valid() {
+				return &invoice.FieldError{Field: key, Message: "is not a known reason"}
+			}
+		case "invoice_number":
+			if invoice.CheckInvoiceNumber(v) != "" {
+				return &invoice.FieldError{Field: key, Message: "must be a valid invoice number"}
+			}
+			f.InvoiceNumber = v
+		default:
+			return unknownParam(key)
+		}
+		return nil
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	items, next, err := h.svc.Attention(r.Context(), f)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := attentionListJSON{Items: make([]attentionJSON, 0, len(items)), NextCursor: optString(next)}
+	for _, a := range items {
+		out.Items = append(out.Items, toAttentionJSON(a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type resolveRequest struct {
+	Note string `json:"note"`
+}
+
+// maxNote bounds what a person writes when resolving an item.
+const maxNote = 2000
+
+// resolveAttention records a person's decision on an item: who (the API key's name), when and what.
+func (h *handlers) resolveAttention(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, r, invoice.Errorf(invoice.CodeNotFound, "no attention item has this id"))
+		return
+	}
+	var req resolveRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	note := strings.TrimSpace(req.Note)
+	var msg string
+	switch {
+	case note == "":
+		msg = "is required: say what was decided"
+	case utf8.RuneCountInString(note) > maxNote:
+		msg = "must be at most " + strconv.Itoa(maxNote) + " characters"
+	case strings.IndexByte(note, 0) >= 0:
+		msg = "must not contain the NUL character"
+	}
+	if msg != "" {
+		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
+			Fields: []invoice.FieldError{{Field: "note", Message: msg}}})
+		return
+	}
+	a, err := h.svc.Resolve(r.Context(), id, keyNameFrom(r.Context()), note)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toAttentionJSON(a))
+}

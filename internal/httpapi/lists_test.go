@@ -1,0 +1,61 @@
+package httpapi_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// The contract's enums are the domain's lists, each defined once: a value the service can answer
+// with is documented, and the document promises nothing the service does not have.
+func TestContractEnumsFollowTheDomainLists(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromFile(apitest.SpecPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enum := func(path ...string) []string {
+		s := doc.Components.Schemas[path[0]].Value
+		for _, p := range path[1:] {
+			s = s.Properties[p].Value
+		}
+		var out []string
+		for _, v := range s.Enum {
+			out = append(out, v.(string))
+		}
+		slices.Sort(out)
+		return out
+	}
+	for name, c := range map[string]struct {
+		got  []string
+		want []string
+	}{
+		"Status":               {enum("Status"), names(invoice.Statuses)},
+		"Channel":              {enum("Channel"), names(invoice.Channels)},
+		"Notification.outcome": {enum("Notification", "outcome"), names(invoice.NotificationOutcomes)},
+		"AttentionReason":      {enum("AttentionReason"), names(invoice.Reasons)},
+		"Attention.state":      {enum("Attention", "state"), names(invoice.AttentionStates)},
+	} {
+		slices.Sort(c.want)
+		if !slices.Equal(c.got, c.want) {
+			t.Errorf("%s: the contract lists %v, the domain %v", name, c.got, c.want)
+		}
+	}
+	// A notification's answer is one of the inbox outcomes (those that answer 200).
+	for _, o := range enum("NotificationAck", "outcome") {
+		if !slices.Contains(invoice.NotificationOutcomes, invoice.Outcome(o)) {
+			t.Errorf("NotificationAck.outcome %q is not an outcome", o)
+		}
+	}
+}
+
+func names[T ~string](list []T) []string {
+	out := make([]string, len(list))
+	for i, v := range list {
+		out[i] = string(v)
+	}
+	return out
+}

@@ -1,0 +1,194 @@
+package postgres
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// writeChanges is what stores everything a decision did to an invoice since it was read — history,
+// new and identified payments, attention items flagged or settled, and the invoice's own state — as
+// one statement per kind of change, all sent in the transaction's last round trip. Nothing is sent
+// for what did not change.
+func (s *Store) writeChanges(l *locked) []stmt {
+	inv := l.Invoice
+	now := s.now().UTC()
+	var sts []stmt
+	if len(inv.NewEvents) > 0 {
+		sts = append(sts, insertEvents(inv.ID, inv.NewEvents, now))
+	}
+	newPayments := inv.Payments[l.readPayments:]
+	if len(newPayments) > 0 {
+		sts = append(sts, insertPayments(inv.ID, newPayments, now))
+	}
+	for i, p := range inv.Payments[:l.readPayments] {
+		if p.DedupeKey != l.readKeys[i] {
+			sts = append(sts, updatePayment(p))
+		}
+	}
+	if len(inv.NewAttention) > 0 {
+		sts = append(sts, insertAttention(&inv.ID, inv.NewAttention))
+	}
+	for _, r := range inv.ResolvedAttention {
+		sts = append(sts, resolveBySystem(r))
+	}
+	if mutableState(inv) != l.readState || len(newPayments) > 0 {
+		sts = append(sts, s.updateInvoice(inv, now))
+	}
+	return sts
+}
+
+// jsonText encodes v for a jsonb parameter.
+func jsonText(v any) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("postgres: encode json: %w", err)
+	}
+	return string(raw), nil
+}
+
+// insertEventsSQL writes history entries, given as parallel arrays, in one statement.
+const insertEventsSQL = `
+	INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
+	SELECT @invoice_id, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
+	FROM unnest(@at::timestamptz[], @source::text[], @kind::text[], @from::text[], @to::text[], @detail::text[])
+		AS e(at, source, kind, from_s, to_s, detail)`
+
+func insertEvents(invoiceID int64, evs []invoice.Event, now time.Time) stmt {
+	n := len(evs)
+	at, source, kind, from, to, detail := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, e := range evs {
+		at[i] = now
+		if !e.At.IsZero() {
+			at[i] = e.At
+		}
+		source[i], kind[i], from[i], to[i] = string(e.Source), string(e.Kind), string(e.From), string(e.To)
+		d := e.Detail
+		if d == nil {
+			d = map[string]any{}
+		}
+		var err error
+		if detail[i], err = jsonText(d); err != nil {
+			return stmt{err: err}
+		}
+	}
+	return stmt{sql: insertEventsSQL, args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "at": at, "source": source,
+		"kind": kind, "from": from, "to": to, "detail": detail}}}
+}
+
+func insertPayments(invoiceID int64, ps []invoice.Payment, now time.Time) stmt {
+	n := len(ps)
+	key, amount, paidAt, source, requestID, ids := make([]string, n), make([]int64, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n)
+	for i := range ps {
+		p := &ps[i]
+		p.CreatedAt = now
+		key[i], amount[i], paidAt[i], source[i], requestID[i] = p.DedupeKey, p.Amount, p.PaidAt, string(p.Source), p.RequestID
+		var err error
+		if ids[i], err = jsonText(identifiers(p.Identifiers)); err != nil {
+			return stmt{err: err}
+		}
+	}
+	return stmt{sql: `
+		INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
+		SELECT @invoice_id, key, amount, paid_at, source, request_id, ids::jsonb, @now
+		FROM unnest(@key::text[], @amount::bigint[], @paid_at::timestamptz[], @source::text[], @request_id::text[], @ids::text[])
+			AS p(key, amount, paid_at, source, request_id, ids)`,
+		args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "now": now, "key": key, "amount": amount, "paid_at": paidAt,
+			"source": source, "request_id": requestID, "ids": ids}}}
+}
+
+// updatePayment writes back a payment a notification has identified.
+func updatePayment(p invoice.Payment) stmt {
+	ids, err := jsonText(identifiers(p.Identifiers))
+	if err != nil {
+		return stmt{err: err}
+	}
+	return stmt{sql: `UPDATE payments SET dedupe_key = @key, identifiers = @ids::jsonb, paid_at = @paid_at,
+			doku_request_id = @request_id WHERE id = @id`,
+		args: []any{pgx.NamedArgs{"id": p.ID, "key": p.DedupeKey, "ids": ids, "paid_at": p.PaidAt, "request_id": p.RequestID}}}
+}
+
+func identifiers(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// insertAttention flags cases for a person, each once: an item whose key exists is left as it is.
+// invoiceID is nil for a case without an invoice of ours (a notification for an unknown one).
+func insertAttention(invoiceID *int64, items []invoice.Attention) stmt {
+	n := len(items)
+	key, reason, number, source, evidence := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, a := range items {
+		key[i], reason[i], number[i], source[i] = a.Key, string(a.Reason), a.InvoiceNumber, string(a.Source)
+		var err error
+		if evidence[i], err = jsonText(a.Evidence); err != nil {
+			return stmt{err: err}
+		}
+	}
+	return stmt{sql: `
+		INSERT INTO attention_items (key, reason, invoice_id, invoice_number, source, evidence)
+		SELECT key, reason, @invoice_id, number, source, evidence::jsonb
+		FROM unnest(@key::text[], @reason::text[], @number::text[], @source::text[], @evidence::text[])
+			AS a(key, reason, number, source, evidence)
+		ON CONFLICT (key) DO NOTHING`,
+		args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "key": key, "reason": reason, "number": number,
+			"source": source, "evidence": evidence}}}
+}
+
+// resolveBySystem settles an open item whose case has explained itself.
+func resolveBySystem(r invoice.Resolution) stmt {
+	return stmt{sql: `UPDATE attention_items SET state = 'resolved', resolved_at = now(), resolved_by = 'system', note = @note
+		WHERE key = @key AND state = 'open'`, args: []any{pgx.NamedArgs{"key": r.Key, "note": r.Note}}}
+}
+
+// updateInvoice writes the invoice's state, and keeps it on the reconciler's schedule while it may
+// still change; a final invoice leaves the queue.
+func (s *Store) updateInvoice(inv *invoice.Invoice, now time.Time) stmt {
+	var paymentCode *string
+	if inv.PaymentCode != "" {
+		paymentCode = &inv.PaymentCode
+	}
+	inv.UpdatedAt = now
+	return stmt{sql: `
+		UPDATE invoices SET status = @status, payment_code = @payment_code, how_to_pay_page = @page,
+			how_to_pay_api = @api, expires_at = @expires_at, paid_at = @paid_at, paid_after_expiry = @after_expiry,
+			failure_code = @failure_code, failure_message = @failure_message, updated_at = @now,
+			expired_by_grace = @by_grace,
+			issue_lease_until = CASE WHEN @status = 'creating' THEN issue_lease_until END,
+			next_check_at = CASE
+				WHEN @status = 'pending' OR (` + stillChanging("@status", "reusable", "@by_grace::bool", "@expires_at::timestamptz") + `)
+					THEN coalesce(next_check_at, now() + @first_check * interval '1 microsecond')
+				END
+		WHERE id = @id`,
+		args: []any{pgx.NamedArgs{"id": inv.ID, "status": inv.Status, "payment_code": paymentCode, "page": inv.HowToPayPage,
+			"api": inv.HowToPayAPI, "expires_at": inv.ExpiresAt, "paid_at": inv.PaidAt, "after_expiry": inv.PaidAfterExpiry,
+			"failure_code": inv.FailureCode, "failure_message": inv.FailureMessage, "now": now, "by_grace": inv.ExpiredByGrace,
+			"first_check": s.FirstCheck.Microseconds()}}}
+}
+
+// state is the part of an invoice Update may change; comparing it tells whether to write.
+type state struct {
+	status                           invoice.Status
+	code, page, api, failCode, failM string
+	expiresAt, paidAt                time.Time
+	afterExpiry, byGrace             bool
+}
+
+func mutableState(inv *invoice.Invoice) state {
+	st := state{status: inv.Status, code: inv.PaymentCode, page: inv.HowToPayPage, api: inv.HowToPayAPI,
+		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry,
+		byGrace: inv.ExpiredByGrace}
+	if inv.ExpiresAt != nil {
+		st.expiresAt = *inv.ExpiresAt
+	}
+	if inv.PaidAt != nil {
+		st.paidAt = *inv.PaidAt
+	}
+	return st
+}
