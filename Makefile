@@ -2,8 +2,17 @@
 GO      ?= go
 BIN     := bin
 PKGS    := ./...
+# Extra `go test` flags for `make test`, e.g. make test TESTFLAGS='-run TestWebhook -v' (a pattern
+# with | needs its own quotes: TESTFLAGS="-run 'TestA|TestB'"); PKGS narrows the packages.
+TESTFLAGS ?=
 
-.PHONY: all build run test fmt vet lint bench fuzz clean
+# staticcheck, pinned; installed from the Go module proxy into bin/tools on first use. The directory
+# names the Go version too, so a new Go (or a new pin) gets a staticcheck built for it.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK_DIR     := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
+STATICCHECK         := $(STATICCHECK_DIR)/staticcheck
+
+.PHONY: all build run test fmt vet staticcheck lint bench fuzz clean
 
 all: build
 
@@ -14,8 +23,8 @@ build: ## Build the service and the DOKU simulator into ./bin
 run: build ## Postgres (throwaway cluster unless DATABASE_URL is set) + simulator + service
 	bash .dev/run.sh
 
-test: ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL)
-	$(GO) test -race -count=1 $(PKGS)
+test: ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL, else a throwaway cluster)
+	GO=$(GO) bash .dev/test.sh $(TESTFLAGS) $(PKGS)
 
 bench: build ## Throughput and latency of create and webhook beside the raw database (needs make test's Postgres)
 	$(GO) build -trimpath -o $(BIN)/o2obench ./cmd/o2obench
@@ -26,16 +35,26 @@ fuzz: ## Run every fuzz target for FUZZTIME each (their seed corpora run in ever
 	$(GO) test ./internal/doku -run '^$$' -fuzz '^FuzzNotification$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/doku -run '^$$' -fuzz '^FuzzDokuResponses$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/strictjson -run '^$$' -fuzz '^FuzzCheckDuplicateKeys$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/strictjson -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+# Go files: tracked ones and new ones not yet added (but not git-ignored ones).
+GOFILES = $$(git ls-files --cached --others --exclude-standard '*.go')
 
 fmt: ## Format the code
-	gofmt -w $$(git ls-files '*.go')
+	gofmt -w $(GOFILES)
 
 vet: ## gofmt check and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-lint: vet
+staticcheck: $(STATICCHECK) ## staticcheck (pinned version, installed into bin/tools)
+	$(STATICCHECK) $(PKGS)
 
-clean: ## Remove build output and the local Postgres cluster of `make run`
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/$(STATICCHECK_DIR) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: vet staticcheck ## What CI checks before the tests: gofmt, go vet, staticcheck
+
+clean: ## Remove build output (bin/, tools included) and the local Postgres clusters of `make run` and `make test`
+	bash .dev/clean.sh
 	rm -rf $(BIN) .devdata
