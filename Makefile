@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK_DIR     := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
 STATICCHECK         := $(STATICCHECK_DIR)/staticcheck
 
-.PHONY: all build run test fmt vet staticcheck lint bench fuzz clean
+.PHONY: all build run test fmt vet staticcheck compose-check lint bench fuzz clean
 
 all: build
 
@@ -53,7 +53,14 @@ staticcheck: $(STATICCHECK) ## staticcheck (pinned version, installed into bin/t
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/$(STATICCHECK_DIR) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-lint: vet staticcheck ## What CI checks before the tests: gofmt, go vet, staticcheck
+# There is no Docker engine in CI: the compose file is validated offline by Debian's docker-compose
+# (.ci/run installs it), and the Dockerfile by TestDockerfileCopiesWhatTheBuildNeeds.
+compose-check: ## docker-compose.yml is a valid compose file
+	@if command -v docker-compose >/dev/null; then docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
+	elif [ -n "$$CI" ]; then echo "compose-check: docker-compose is not installed" >&2; exit 1; \
+	else echo "compose-check: skipped here, docker-compose is not installed (Debian: apt-get install docker-compose)"; fi
+
+lint: vet staticcheck compose-check ## What CI checks before the tests: gofmt, go vet, staticcheck, the compose file
 
 clean: ## Remove build output (bin/, tools included) and the local Postgres clusters of `make run` and `make test`
 	bash .dev/clean.sh

@@ -268,7 +268,8 @@ if [ -n "$with_sim" ]; then
 else
   echo "  With a real DOKU (README.md, \"Going live with DOKU\"):"
   echo "    1. Give the service a public HTTPS URL (a reverse proxy or tunnel to $HTTP_ADDR)."
-  echo "    2. In DOKU's back office, set the Notification URL to that URL + $DOKU_NOTIFICATION_PATH"
+  echo "    2. In DOKU's dashboard (Settings > Payment Settings > Convenience Store), set the Notification"
+  echo "       URL of each channel, Alfa Group and Indomaret, to that URL + $DOKU_NOTIFICATION_PATH"
   echo "       (DOKU_NOTIFICATION_PATH: DOKU signs the path, so the two must match)."
   echo "    3. DOKU_CLIENT_ID and DOKU_SECRET_KEY (in .env) are the ones from that back office."
   echo "    4. Create an invoice, pay its code (DOKU's sandbox simulator, or a store), see it paid:"

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -21,22 +22,45 @@ import (
 )
 
 type config struct {
-	Addr            string `envconfig:"DOKUSIM_ADDR" default:":8081"`
-	ClientID        string `envconfig:"DOKU_CLIENT_ID" required:"true"`
-	SecretKey       string `envconfig:"DOKU_SECRET_KEY" required:"true"`
-	NotificationURL string `envconfig:"DOKUSIM_NOTIFICATION_URL" required:"true"`
+	Addr            string `envconfig:"DOKUSIM_ADDR" default:":8081" desc:"listen address"`
+	ClientID        string `envconfig:"DOKU_CLIENT_ID" required:"true" desc:"the Client-Id it accepts (the service's)"`
+	SecretKey       string `envconfig:"DOKU_SECRET_KEY" required:"true" desc:"the secret it signs and verifies with (the service's)"`
+	NotificationURL string `envconfig:"DOKUSIM_NOTIFICATION_URL" required:"true" desc:"where it sends payment notifications (the service's webhook)"`
 	// RetrySchedule is DOKU's retry offsets after a failed delivery; shorten it for demos.
-	RetrySchedule []time.Duration `envconfig:"DOKUSIM_RETRY_SCHEDULE" default:"30m,6h,12h"`
+	RetrySchedule []time.Duration `envconfig:"DOKUSIM_RETRY_SCHEDULE" default:"30m,6h,12h" desc:"redeliveries after a failed one, from the first attempt"`
 	// StateFile keeps issued codes across restarts, so no code is ever issued twice.
-	StateFile string `envconfig:"DOKUSIM_STATE_FILE"`
+	StateFile string `envconfig:"DOKUSIM_STATE_FILE" desc:"file keeping its codes and payments across restarts (empty: memory only)"`
 	// PublicURL is the base of the how-to-pay links, as the customer's browser reaches the simulator.
-	PublicURL string `envconfig:"DOKUSIM_PUBLIC_URL"`
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	PublicURL string `envconfig:"DOKUSIM_PUBLIC_URL" desc:"base URL of the how-to-pay links (empty: the request's Host)"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 }
+
+const usage = `dokusim — a DOKU O2O simulator, as strict as DOKU documents itself: generate payment code (Alfa,
+Indomaret), check status, signed notifications with DOKU's retries, and controls to pay at the counter,
+send any notification, inject faults and move its clock (README.md, "The simulator").
+
+Usage: dokusim            (settings from the environment)
+
+Settings:
+`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "help", "-h", "-help", "--help":
+			fmt.Print(usage)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			_ = envconfig.Usagef("", &config{}, tw, `{{range .}}  {{usage_key .}}	{{if usage_required .}}(required){{else}}{{usage_default .}}{{end}}	{{usage_description .}}
+{{end}}`)
+			tw.Flush()
+			return
+		default:
+			fmt.Fprintf(os.Stderr, "dokusim: unknown argument %q (dokusim --help)\n", os.Args[1])
+			os.Exit(2)
+		}
+	}
 	if err := run(ctx, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "dokusim:", err)
 		os.Exit(1)
@@ -44,6 +68,14 @@ func main() {
 }
 
 func run(ctx context.Context, stdout io.Writer) error {
+	// The secret may come as a file (Docker and Kubernetes secrets), as the service's may.
+	if file := os.Getenv("DOKU_SECRET_KEY_FILE"); file != "" && os.Getenv("DOKU_SECRET_KEY") == "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return errors.New("config: DOKU_SECRET_KEY_FILE: cannot read the file it names")
+		}
+		os.Setenv("DOKU_SECRET_KEY", strings.TrimSpace(string(raw)))
+	}
 	var cfg config
 	if err := envconfig.Process("", &cfg); err != nil {
 		return errors.New("config: " + strings.TrimPrefix(err.Error(), "envconfig.Process: "))

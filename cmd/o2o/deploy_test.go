@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -26,6 +30,9 @@ import (
 
 type compose struct {
 	Services map[string]service `yaml:"services"`
+	Secrets  map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
 }
 
 type service struct {
@@ -33,7 +40,44 @@ type service struct {
 	Image       string            `yaml:"image"`
 	Entrypoint  []string          `yaml:"entrypoint"`
 	Environment map[string]string `yaml:"environment"`
-	DependsOn   map[string]any    `yaml:"depends_on"`
+	DependsOn   map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Secrets     []string `yaml:"secrets"`
+	Ports       []string `yaml:"ports"`
+	Healthcheck struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+}
+
+// env is a service's environment as its process sees it: a /run/secrets/<name> path names the file
+// compose mounts there, here read from the repository.
+func (c compose) env(t *testing.T, s service) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for k, v := range s.Environment {
+		if name, ok := strings.CutPrefix(v, "/run/secrets/"); ok {
+			if !slices.Contains(s.Secrets, name) || c.Secrets[name].File == "" {
+				t.Fatalf("%s=%s, but the service is not given secret %q from a file", k, v, name)
+			}
+			v = filepath.Join("../..", c.Secrets[name].File)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// secret is the content of a secret setting NAME, given directly or as NAME_FILE.
+func secret(t *testing.T, env map[string]string, name string) string {
+	t.Helper()
+	if f, ok := env[name+"_FILE"]; ok {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(raw))
+	}
+	return env[name]
 }
 
 func TestComposeIsWiredAndValid(t *testing.T) {
@@ -49,7 +93,8 @@ func TestComposeIsWiredAndValid(t *testing.T) {
 	if o2o.Build == nil || sim.Build == nil || pg.Image == "" {
 		t.Fatalf("services o2o, dokusim (built here) and postgres (an image) are required: %+v", c.Services)
 	}
-	for k, v := range o2o.Environment {
+	env, simEnv := c.env(t, o2o), c.env(t, sim)
+	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	cfg, err := config.Load()
@@ -62,14 +107,67 @@ func TestComposeIsWiredAndValid(t *testing.T) {
 	if sim.Entrypoint[0] != "/dokusim" || cfg.DokuBaseURL != "http://dokusim:"+port(sim.Environment["DOKUSIM_ADDR"]) {
 		t.Fatalf("o2o's DOKU_BASE_URL %s does not reach the simulator", cfg.DokuBaseURL)
 	}
-	if sim.Environment["DOKU_CLIENT_ID"] != cfg.DokuClientID || sim.Environment["DOKU_SECRET_KEY"] != cfg.DokuSecretKey.Value() {
+	if simEnv["DOKU_CLIENT_ID"] != cfg.DokuClientID || secret(t, simEnv, "DOKU_SECRET_KEY") != cfg.DokuSecretKey.Value() {
 		t.Fatal("simulator and service credentials differ: every notification would be refused")
 	}
 	if want := "http://o2o:" + port(cfg.HTTPAddr) + cfg.DokuNotificationPath; sim.Environment["DOKUSIM_NOTIFICATION_URL"] != want {
 		t.Fatalf("simulator notifies %s, want %s", sim.Environment["DOKUSIM_NOTIFICATION_URL"], want)
 	}
-	if _, ok := o2o.DependsOn["postgres"]; !ok {
-		t.Fatal("o2o must wait for postgres")
+	// o2o starts once its database and its DOKU answer, not merely once their containers exist.
+	for _, dep := range []string{"postgres", "dokusim"} {
+		if o2o.DependsOn[dep].Condition != "service_healthy" {
+			t.Errorf("o2o must wait for %s to be healthy", dep)
+		}
+	}
+	for name, s := range c.Services {
+		if len(s.Healthcheck.Test) == 0 {
+			t.Errorf("service %s has no healthcheck", name)
+		}
+		// Unauthenticated controls (the simulator) and a local stack: reachable from this machine only.
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("service %s publishes %q on every interface; publish on 127.0.0.1", name, p)
+			}
+		}
+	}
+}
+
+// The healthchecks of the services built here run the image's own binary (it has no shell), with a
+// command that binary has, and that command tells a ready service from one that is not.
+func TestComposeHealthchecksRunWhatTheImageHas(t *testing.T) {
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c compose
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ready.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer down.Close()
+	for name, s := range c.Services {
+		if s.Build == nil {
+			continue
+		}
+		test := s.Healthcheck.Test
+		if len(test) < 3 || test[0] != "CMD" || test[1] != "/o2o" || test[2] != "healthcheck" {
+			t.Fatalf("service %s: healthcheck %q, want [CMD /o2o healthcheck …] (the image has no shell)", name, test)
+		}
+		if len(test) > 3 && !strings.HasPrefix(test[3], "http://127.0.0.1:"+port(s.Environment["DOKUSIM_ADDR"])+"/") {
+			t.Errorf("service %s: healthcheck asks %s, not its own address", name, test[3])
+		}
+	}
+	if err := run(context.Background(), []string{"healthcheck", ready.URL}, io.Discard); err != nil {
+		t.Fatalf("healthcheck of a ready service: %v", err)
+	}
+	if err := run(context.Background(), []string{"healthcheck", down.URL}, io.Discard); err == nil {
+		t.Fatal("healthcheck of a service answering 503 passed")
+	}
+	t.Setenv("HTTP_ADDR", ready.Listener.Addr().String())
+	if err := run(context.Background(), []string{"healthcheck"}, io.Discard); err != nil {
+		t.Fatalf("healthcheck on HTTP_ADDR: %v", err)
 	}
 }
 
@@ -80,8 +178,24 @@ func TestEnvExampleNamesOnlyRealSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := map[string]string{"DOKUSIM_ADDR": "", "DOKUSIM_NOTIFICATION_URL": "", "DOKUSIM_RETRY_SCHEDULE": ""}
+	// What reads settings: the service's config, the simulator's (its envconfig tags) and make run
+	// (the list at the top of .dev/run.sh).
+	known := map[string]string{}
 	collectDefaults(reflect.TypeOf(config.Config{}), known)
+	sim, err := os.ReadFile("../dokusim/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`envconfig:"([A-Z0-9_]+)"`).FindAllStringSubmatch(string(sim), -1) {
+		known[m[1]] = ""
+	}
+	runScript, err := os.ReadFile("../../.dev/run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^#   ([A-Z][A-Z0-9_]+) `).FindAllStringSubmatch(string(runScript), -1) {
+		known[m[1]] = ""
+	}
 	mentioned := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^#?\s*([A-Z][A-Z0-9_]+)=`).FindAllStringSubmatch(string(raw), -1) {
 		if _, ok := known[m[1]]; !ok {
@@ -684,6 +798,28 @@ func collectDefaults(t reflect.Type, into map[string]string) {
 		}
 		if k := f.Tag.Get("envconfig"); k != "" {
 			into[k] = f.Tag.Get("default")
+		}
+	}
+}
+
+// The repository stands alone: no file refers to a path outside it (a clone has nothing beside it).
+func TestNoFileRefersOutsideTheRepository(t *testing.T) {
+	out, err := exec.Command("git", "-C", "../..", "ls-files", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	outside := regexp.MustCompile(`\.\./shared|\.\./\.library|/work/`)
+	for _, name := range strings.Fields(string(out)) {
+		if name == "cmd/o2o/deploy_test.go" {
+			continue // this test names the patterns it looks for
+		}
+		raw, err := os.ReadFile(filepath.Join("../..", name))
+		if err != nil {
+			continue // listed but deleted in the working tree
+		}
+		if loc := outside.FindIndex(raw); loc != nil {
+			line := 1 + strings.Count(string(raw[:loc[0]]), "\n")
+			t.Errorf("%s:%d refers to %q, outside the repository", name, line, raw[loc[0]:loc[1]])
 		}
 	}
 }

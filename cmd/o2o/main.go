@@ -2,6 +2,8 @@
 //
 //	o2o [serve]                 run the HTTP service (migrates the database first)
 //	o2o migrate up|down|status  manage the schema
+//	o2o healthcheck [URL]       exit 0 when the service (or URL) answers 200: for container healthchecks
+//	o2o help                    commands and settings
 package main
 
 import (
@@ -56,9 +58,71 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return errors.New("usage: o2o migrate up|down|status")
 		}
 		return migrate(ctx, args[0], stdout)
+	case "healthcheck":
+		if len(args) > 1 {
+			return errors.New("usage: o2o healthcheck [URL]")
+		}
+		return healthcheck(ctx, args)
+	case "help", "-h", "-help", "--help":
+		return help(stdout)
 	default:
-		return fmt.Errorf("unknown command %q (want serve or migrate)", cmd)
+		return fmt.Errorf("unknown command %q (o2o help lists the commands)", cmd)
 	}
+}
+
+const usage = `o2o — DOKU convenience-store payment codes (Alfa Group, Indomaret).
+
+Commands:
+  o2o [serve]                 run the service: migrate the database, then serve HTTP and run the
+                              resumer and the reconciler until SIGTERM
+  o2o migrate up|down|status  apply every pending migration, roll back the last one, or list them
+                              (needs only DATABASE_URL)
+  o2o healthcheck [URL]       exit 0 when GET URL answers 200; URL defaults to /readyz on HTTP_ADDR
+                              (for container healthchecks: the image has no shell)
+  o2o help                    this text
+
+Settings (environment variables; a secret NAME may also be given as a file, NAME_FILE):
+`
+
+func help(stdout io.Writer) error {
+	fmt.Fprint(stdout, usage)
+	return config.Usage(stdout)
+}
+
+// healthcheck asks the service's readiness endpoint (or url) and fails unless it answers 200.
+func healthcheck(ctx context.Context, args []string) error {
+	url := ""
+	if len(args) == 1 {
+		url = args[0]
+	} else {
+		addr := os.Getenv("HTTP_ADDR")
+		if addr == "" {
+			addr = ":8080"
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("HTTP_ADDR %q is not host:port", addr)
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		url = "http://" + net.JoinHostPort(host, port) + "/readyz"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %d", url, resp.StatusCode)
+	}
+	return nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) zerolog.Logger {

@@ -60,7 +60,7 @@ func (r *report) find(prefix string) *result {
 	return nil
 }
 
-// judge compares the run with DESIGN.md §7.
+// judge compares the run with the performance targets (README.md, "Performance").
 func (r *report) judge() {
 	if c := r.find("1 create"); c != nil {
 		r.Targets = append(r.Targets,
@@ -113,7 +113,7 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %s: first error: %s\n", s.Name, s.FirstError)
 		}
 	}
-	fmt.Fprintf(w, "\nservice RSS: idle %.1f MB, peak %.1f MB\n\nDESIGN.md §7 targets:\n", r.Memory.IdleRSSMB, r.Memory.PeakRSSMB)
+	fmt.Fprintf(w, "\nservice RSS: idle %.1f MB, peak %.1f MB\n\ntargets (README.md, Performance):\n", r.Memory.IdleRSSMB, r.Memory.PeakRSSMB)
 	for _, t := range r.Targets {
 		mark := "MET "
 		if !t.Met {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/mail"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -479,4 +481,17 @@ func (c *Config) Limits() invoice.Limits {
 		ExpiryMaxMinutes: c.ExpiryMaxMinutes,
 		ExpiryDefault:    c.ExpiryDefaultMinutes,
 	}
+}
+
+// usageFormat is one line per setting: name, default (or "required"), what it is.
+const usageFormat = `{{range .}}  {{usage_key .}}	{{if usage_required .}}(required){{else}}{{usage_default .}}{{end}}	{{usage_description .}}
+{{end}}`
+
+// Usage writes every setting with its default and meaning.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if err := envconfig.Usagef("", &Config{}, tw, usageFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/merchant/o2o/internal/metrics"
 )
 
-// Paths of DOKU's O2O endpoints (REFERENCE.md §1). Alfa uses the path all three official plugins call;
+// Paths of DOKU's O2O endpoints (api/DOKU.md §1). Alfa uses the path all three official plugins call;
 // the documentation's /alfa-virtual-account/ path is, per DOKU's own tooling, a documentation error.
 const (
 	PathAlfaGenerate      = "/alfa-online-to-offline/v2/payment-code"

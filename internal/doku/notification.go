@@ -13,7 +13,7 @@ import (
 	"github.com/merchant/o2o/internal/strictjson"
 )
 
-// DOKU identifiers of the O2O service and its channels (REFERENCE.md §1).
+// DOKU identifiers of the O2O service and its channels (api/DOKU.md §1).
 const (
 	ServiceO2O           = "ONLINE_TO_OFFLINE"
 	ChannelIDAlfa        = "ONLINE_TO_OFFLINE_ALFA"

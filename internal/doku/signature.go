@@ -1,5 +1,5 @@
 // Package doku speaks DOKU's non-SNAP ("Jokul") O2O protocol: request signing, generating Alfa and
-// Indomaret payment codes, and verifying and parsing payment notifications (REFERENCE.md).
+// Indomaret payment codes, and verifying and parsing payment notifications (api/DOKU.md).
 package doku
 
 import (

@@ -18,7 +18,7 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 )
 
-// The vectors of REFERENCE.md §2.1.
+// The vectors of api/DOKU.md §2.1.
 const (
 	vecSecret   = "SK-TEST-0123456789abcdef"
 	vecClientID = "MCH-0001-10791114622547"
@@ -376,7 +376,7 @@ func TestAPIErrorClassification(t *testing.T) {
 }
 
 func TestParseStatusResponse(t *testing.T) {
-	// The O2O sample of REFERENCE.md §5, reusable_status as a string.
+	// The O2O sample of api/DOKU.md §5, reusable_status as a string.
 	r, err := parseStatusResponse([]byte(`{"order":{"invoice_number":"INV-67220100000","amount":120000},"transaction":{"status":"SUCCESS","date":"2021-12-29T02:37:35Z","original_request_id":"INV-67220100000"},"service":{"id":"ONLINE_TO_OFFLINE"},"acquirer":{"id":"ALFA"},"channel":{"id":"ONLINE_TO_OFFLINE_ALFA"},"online_to_offline_info":{"created_date":"20211229093735","expired_date":"20211229100732","reusable_status":"false"},"online_to_offline_payment":{"identifier":[{"name":"AGENT_ID","value":"ALFAMART"}]}}`))
 	// A check says that the code was paid, not which payment or when: its date is the code's creation.
 	if err != nil || r.DokuStatus != "SUCCESS" || r.Amount != 120000 || r.Channel != invoice.ChannelAlfa || !r.PaidAt.IsZero() ||

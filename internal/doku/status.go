@@ -17,7 +17,7 @@ import (
 // StatusPath is the check-status path of an invoice number (or generate Request-Id).
 func StatusPath(id string) string { return PathStatusPrefix + url.PathEscape(id) }
 
-// CheckStatus asks DOKU for an order's status (REFERENCE.md §5): a GET signed without a Digest line,
+// CheckStatus asks DOKU for an order's status (api/DOKU.md §5): a GET signed without a Digest line,
 // under a fresh Request-Id (a read needs no idempotency). The answer is translated into a payment
 // report with DokuStatus PENDING, SUCCESS or EXPIRED; an unknown invoice is a *APIError.
 func (c *Client) CheckStatus(ctx context.Context, invoiceNumber string) (r invoice.PaymentReport, err error) {

@@ -97,7 +97,7 @@ func ParseWIB(s string) (time.Time, error) {
 // FormatWIB formats t as DOKU's yyyyMMddHHmmss WIB date.
 func FormatWIB(t time.Time) string { return t.In(wib).Format(wibLayout) }
 
-// GenerateResponse is DOKU's answer to a generate request (REFERENCE.md §3). Unknown fields are
+// GenerateResponse is DOKU's answer to a generate request (api/DOKU.md §3). Unknown fields are
 // ignored: DOKU adds fields without notice.
 type GenerateResponse struct {
 	Order struct {

@@ -55,7 +55,7 @@ func decodeError(err error) error {
 	return invoice.Errorf(invoice.CodeInvalidJSON, "the body could not be read")
 }
 
-// invoiceJSON is the API's view of an invoice (DESIGN.md §4). Internal fields — the DOKU Request-Id
+// invoiceJSON is the API's view of an invoice (api/openapi.yaml, Invoice). Internal fields — the DOKU Request-Id
 // and request bytes, row ids, dedupe keys — stay inside.
 type invoiceJSON struct {
 	InvoiceNumber   string           `json:"invoice_number"`

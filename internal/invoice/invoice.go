@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Status is where an invoice is in its lifecycle (DESIGN.md §3).
+// Status is where an invoice is in its lifecycle (README.md, "Lifecycle").
 type Status string
 
 const (

@@ -24,7 +24,7 @@ type Limits struct {
 }
 
 // DefaultLimits are the bounds used when configuration does not override them. The amount range is
-// what providers routing O2O through DOKU publish (REFERENCE.md §3); DOKU's own is unknown.
+// what providers routing O2O through DOKU publish (api/DOKU.md §3); DOKU's own is unknown.
 var DefaultLimits = Limits{
 	AmountMin:        10_000,
 	AmountMax:        5_000_000,
