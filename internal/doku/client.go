@@ -59,12 +59,13 @@ func (e *APIError) Error() string {
 }
 
 // Unwrap makes statuses whose outcome is unknown match ErrUnavailable, so callers need one check:
-// 5xx, 408 and 429 are temporary, and a 409 means DOKU has already processed this Request-Id — a code
-// may well exist even if this answer did not carry it readably, so it is never a refusal.
+// 5xx, 408 and 429 are temporary; a 409 means DOKU has already processed this Request-Id — a code may
+// well exist even if this answer did not carry it readably; and a status that is not an error at all
+// but not DOKU's 200 either (another 2xx, a 1xx or 3xx from something in between) says nothing about
+// the code. Only the remaining 4xx are a definite refusal.
 func (e *APIError) Unwrap() error {
-	switch {
-	case e.StatusCode >= 500, e.StatusCode == http.StatusTooManyRequests, e.StatusCode == http.StatusRequestTimeout,
-		e.StatusCode == http.StatusConflict:
+	switch s := e.StatusCode; {
+	case s < 400, s >= 500, s == http.StatusTooManyRequests, s == http.StatusRequestTimeout, s == http.StatusConflict:
 		return ErrUnavailable
 	}
 	return nil

@@ -358,7 +358,8 @@ func TestParseGenerateResponse(t *testing.T) {
 }
 
 func TestAPIErrorClassification(t *testing.T) {
-	for status, rejection := range map[int]bool{400: true, 401: true, 404: true, 409: false, 422: true, 408: false, 429: false, 500: false, 502: false, 503: false} {
+	for status, rejection := range map[int]bool{400: true, 401: true, 404: true, 409: false, 422: true, 408: false, 429: false, 500: false,
+		502: false, 503: false, 201: false, 202: false, 204: false, 302: false} {
 		err := error(apiError(status, []byte(`{"error":{"message":"nope"}}`)))
 		if IsRejection(err) != rejection {
 			t.Errorf("status %d: IsRejection = %v, want %v", status, !rejection, rejection)

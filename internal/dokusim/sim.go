@@ -10,6 +10,7 @@
 package dokusim
 
 import (
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,7 +214,7 @@ func (s *Simulator) verify(r *http.Request, body []byte) error {
 	if r.Method != http.MethodGet {
 		c.Digest = doku.Digest(body)
 	}
-	if doku.Sign([]byte(s.cfg.SecretKey), c) != sig {
+	if !hmac.Equal([]byte(doku.Sign([]byte(s.cfg.SecretKey), c)), []byte(sig)) {
 		//lint:ignore ST1005 DOKU's own message, word for word
 		return errors.New("Invalid Header Signature")
 	}

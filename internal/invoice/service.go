@@ -28,8 +28,8 @@ type Store interface {
 	// ReleaseSync gives it back.
 	ClaimSync(ctx context.Context, number string, interval time.Duration) (SyncClaim, error)
 	ReleaseSync(ctx context.Context, number string, c SyncClaim) error
-	// RecordNotification keeps n in the inbox and applies it (apply nil: unparseable) in one
-	// transaction, exactly once per DOKU Request-Id.
+	// RecordNotification keeps n in the inbox and applies it (apply nil: unreadable) in one
+	// transaction, exactly once per notification (its Request-Id and body digest).
 	RecordNotification(ctx context.Context, n *Notification, apply func(*Invoice) Outcome) (Outcome, *Invoice, bool, error)
 	ListNotifications(ctx context.Context, f NotificationFilter) ([]*Notification, string, error)
 	// ListAttention lists attention items newest first; ResolveAttention records a person's decision.
@@ -55,7 +55,8 @@ type Gateway interface {
 	RequestBody(inv *Invoice) ([]byte, error)
 	// Issue sends inv's stored Request-Id and body and returns the issued code.
 	Issue(ctx context.Context, inv *Invoice) (Issued, error)
-	// Check asks for an invoice's status (DokuStatus PENDING, SUCCESS or EXPIRED).
+	// Check asks for an invoice's status (DokuStatus PENDING, SUCCESS, EXPIRED or FAILED); the report
+	// is anonymous (api/DOKU.md §5).
 	Check(ctx context.Context, invoiceNumber string) (PaymentReport, error)
 }
 

@@ -241,7 +241,16 @@ func (inv *Invoice) identify(i int, r PaymentReport, id string) {
 	p := &inv.Payments[i]
 	p.DedupeKey, p.Identifiers, p.RequestID = id, r.Identifiers, r.RequestID
 	if !r.PaidAt.IsZero() {
+		// The notification knows when the money came; the check only knew when we learnt of it.
+		// (paid_after_expiry, once raised, stays: a person has been asked to look.)
 		p.PaidAt = r.PaidAt.UTC()
+		first := p.PaidAt
+		for _, q := range inv.Payments {
+			if q.PaidAt.Before(first) {
+				first = q.PaidAt
+			}
+		}
+		inv.PaidAt = &first
 	}
 	inv.Record(Event{Source: r.Source, Kind: EventPaymentIdentified, Detail: map[string]any{
 		"payment_id": p.ID, "identifiers": r.Identifiers, "doku_request_id": r.RequestID}})

@@ -363,3 +363,21 @@ func TestStatusAnswerForAnotherInvoiceIsFlagged(t *testing.T) {
 		t.Fatalf("outcome %s, status %s", got, inv.Status)
 	}
 }
+
+// When a notification names the payment a check recorded, the payment and the invoice take the
+// notification's time of payment: the check only knew when we learnt of it.
+func TestIdentifiedPaymentTakesTheNotifiedTime(t *testing.T) {
+	inv := pendingInvoice(true)
+	poll := report("")
+	poll.Anonymous, poll.PaidAt = true, time.Time{}
+	learnt := inv.ExpiresAt.Add(time.Minute)
+	inv.ApplyPayment(poll, learnt)
+	hook := report("T1")
+	hook.PaidAt = inv.ExpiresAt.Add(-time.Hour)
+	if inv.ApplyPayment(hook, learnt.Add(time.Minute)) != OutcomeIdentified {
+		t.Fatal("not identified")
+	}
+	if !inv.Payments[0].PaidAt.Equal(hook.PaidAt) || !inv.PaidAt.Equal(hook.PaidAt) {
+		t.Fatalf("payment paid at %v, invoice paid at %v, want %v", inv.Payments[0].PaidAt, inv.PaidAt, hook.PaidAt)
+	}
+}
