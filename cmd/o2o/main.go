@@ -13,22 +13,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/merchant/o2o/internal/app"
 	"github.com/merchant/o2o/internal/config"
-	"github.com/merchant/o2o/internal/doku"
-	"github.com/merchant/o2o/internal/httpapi"
-	"github.com/merchant/o2o/internal/invoice"
-	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/postgres"
-	"github.com/merchant/o2o/internal/worker"
 )
 
 func main() {
@@ -133,41 +127,6 @@ func newLogger(cfg config.Config, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "o2o").Logger()
 }
 
-// openDatabase connects and waits (bounded) for the database to answer, so the service can start
-// alongside its database (docker compose, a rolling deploy) instead of crashing on the first try.
-func openDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (*postgres.Migrator, func(), error) {
-	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), postgres.PoolOptions{MaxConns: db.DBMaxConns,
-		StatementTimeout: db.DBStatementTimeout, LockTimeout: db.DBLockTimeout, IdleInTxTimeout: db.DBIdleInTxTimeout})
-	if err != nil {
-		return nil, nil, err
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, db.DBStartupTimeout)
-	defer cancel()
-	for {
-		err = pool.Ping(waitCtx)
-		if err == nil {
-			break
-		}
-		if why := postgres.Permanent(err); why != "" {
-			pool.Close()
-			return nil, nil, fmt.Errorf("database: %s", why)
-		}
-		log.Warn().Err(err).Msg("database not answering yet")
-		select {
-		case <-waitCtx.Done():
-			pool.Close()
-			return nil, nil, fmt.Errorf("database did not answer within DB_STARTUP_TIMEOUT (%s): %w", db.DBStartupTimeout, err)
-		case <-time.After(time.Second):
-		}
-	}
-	m, err := postgres.NewMigrator(pool)
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	return m, func() { m.Close(); pool.Close() }, nil
-}
-
 func migrate(ctx context.Context, direction string, stdout io.Writer) error {
 	if direction != "up" && direction != "down" && direction != "status" {
 		return fmt.Errorf("unknown migrate direction %q (want up, down or status)", direction)
@@ -176,12 +135,16 @@ func migrate(ctx context.Context, direction string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
-	m, closeDB, err := openDatabase(ctx, db, log)
+	pool, err := app.OpenDatabase(ctx, db, zerolog.New(os.Stderr).With().Timestamp().Logger())
 	if err != nil {
 		return err
 	}
-	defer closeDB()
+	defer pool.Close()
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
 	var done []string
 	switch direction {
 	case "up":
@@ -208,75 +171,18 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		return err
 	}
 	log := newLogger(cfg, stdout)
-
-	m, closeDB, err := openDatabase(ctx, cfg.Database, log)
+	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {
 		return err
 	}
-	// Closing the pool waits for connections in use; a hung database must not hold the exit.
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if !within(closeCtx, closeDB) {
-			log.Warn().Msg("database connections still busy at exit; leaving them")
-		}
-	}()
-	applied, err := m.Up(ctx)
+	defer a.Close()
+	applied, err := a.Migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, name := range applied {
 		log.Info().Str("migration", name).Msg("migrated")
 	}
-	pool := m.Pool()
-	mx := metrics.New(pool)
-	store := postgres.NewStore(pool)
-	store.FirstCheck = cfg.ReconcileSchedule[0]
-	store.Metrics = mx
-	mx.WatchAttention(store.OpenAttention)
-
-	dokuClient := doku.New(doku.Config{
-		BaseURL:   cfg.DokuBaseURL,
-		ClientID:  cfg.DokuClientID,
-		SecretKey: cfg.DokuSecretKey.Value(),
-		Timeout:   cfg.DokuTimeout,
-		MaxConns:  int(cfg.DBMaxConns) * 4,
-		Metrics:   mx,
-		Logger:    log,
-		Defaults: doku.BodyDefaults{Info: cfg.DokuDefaultInfo, CustomerEmail: cfg.DokuDefaultCustomerEmail,
-			ReceiptFooter: cfg.DokuDefaultReceiptFooter},
-	})
-	svc := invoice.NewService(store, dokuClient, cfg.DokuTimeout)
-	svc.ExpiryGrace = cfg.ExpiryGrace
-	svc.SyncInterval = cfg.SyncMinInterval
-	svc.StoreTimeout = cfg.DBStatementTimeout
-	keys, _ := cfg.Keys() // validated by Load
-	apiKeys := make([]httpapi.APIKey, len(keys))
-	for i, k := range keys {
-		apiKeys[i] = httpapi.APIKey{Name: k.Name, Digest: k.Digest}
-	}
-	handler := httpapi.NewServer(httpapi.Config{
-		APIKeys:          apiKeys,
-		NotificationPath: cfg.DokuNotificationPath,
-		MaxBodyBytes:     cfg.MaxBodyBytes,
-		Limits:           cfg.Limits(),
-		Webhook:          httpapi.WebhookConfig{AllowedNetworks: cfg.AllowedNetworks(), MaxAge: cfg.WebhookMaxAge},
-	}, httpapi.Deps{
-		Service: svc,
-		Notifications: doku.Verifier{
-			ClientID: cfg.DokuClientID,
-			Secret:   []byte(cfg.DokuSecretKey.Value()),
-			Target:   cfg.DokuNotificationPath,
-		},
-		Ready:        func(ctx context.Context) error { return store.Ready(ctx, m) },
-		Logger:       log,
-		Metrics:      mx,
-		ServeMetrics: cfg.MetricsAddr == "",
-	})
-
-	srv := httpapi.NewHTTPServer(handler, cfg.DokuTimeout)
-	srv.ErrorLog = stdlogTo(log)
-	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
@@ -286,78 +192,7 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-
-	resumer := &worker.Resumer{
-		Claimer: store, Service: svc, Log: log.With().Str("worker", "resumer").Logger(), Metrics: mx,
-		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency,
-		BaseBackoff: cfg.ResumerBaseBackoff, MaxBackoff: cfg.ResumerMaxBackoff, MaxAttempts: cfg.ResumerMaxAttempts,
-	}
-	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWorkers()
-	var workers sync.WaitGroup
-	reconciler := &worker.Reconciler{
-		Claimer: store, Service: svc, Log: log.With().Str("worker", "reconciler").Logger(), Metrics: mx,
-		Interval: cfg.ReconcileInterval, Batch: cfg.ReconcileBatch, Concurrency: cfg.ReconcileConcurrency,
-		Schedule: cfg.ReconcileSchedule,
-	}
-	for _, w := range []interface{ Run(context.Context) error }{resumer, reconciler} {
-		workers.Add(1)
-		go func() { defer workers.Done(); _ = w.Run(workersCtx) }()
-	}
-
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	var admin *http.Server
-	if cfg.MetricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", mx.Handler())
-		if cfg.Pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		admin = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { errc <- admin.ListenAndServe() }()
-		log.Info().Str("addr", cfg.MetricsAddr).Msg("metrics on the admin address")
-	}
-	var serveErr error
-	select {
-	case err := <-errc:
-		serveErr = fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-
-	// One deadline for everything: stop the workers claiming, stop accepting and let in-flight
-	// requests finish, let a worker's DOKU call in progress complete and be stored — and past the
-	// deadline leave what is still running: leases and claims expire by themselves, so nothing is
-	// lost, and a hung database cannot keep the process alive until SIGKILL.
-	log.Info().Dur("deadline", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	stopWorkers()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Error().Err(err).Msg("shutdown deadline passed; closing remaining connections")
-		_ = srv.Close()
-	}
-	if admin != nil {
-		_ = admin.Shutdown(shutdownCtx)
-	}
-	if !within(shutdownCtx, workers.Wait) {
-		log.Warn().Msg("workers still busy at the shutdown deadline; their claims expire by themselves")
-	}
+	err = a.Run(ctx, ln)
 	log.Info().Msg("stopped")
-	return serveErr
-}
-
-// within runs fn and reports whether it returned before ctx ended; if not, fn is left running.
-func within(ctx context.Context, fn func()) bool {
-	done := make(chan struct{})
-	go func() { fn(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return err
 }

@@ -174,6 +174,10 @@ func TestEveryWaitHasABound(t *testing.T) {
 	t.Setenv("RECONCILE_SCHEDULE", "1s")
 	t.Setenv("SHUTDOWN_TIMEOUT", "3s")
 	t.Setenv("DB_LOCK_TIMEOUT", "1s")
+	// A check whose store step gave up is checked again once its claim runs out: DOKU_TIMEOUT + 5 s
+	// + DB_STATEMENT_TIMEOUT (8 s here).
+	t.Setenv("DOKU_TIMEOUT", "1s")
+	t.Setenv("DB_STATEMENT_TIMEOUT", "2s")
 	bg := context.Background()
 
 	start := func(logs *apitest.SyncBuffer) (string, context.CancelFunc, chan error) {
@@ -239,7 +243,7 @@ func TestEveryWaitHasABound(t *testing.T) {
 	_ = holder.Rollback(bg)
 	// Retried later: once the lock is gone, a later round checks it again and stores the answer.
 	checked := strings.Count(logs.String(), `"doku_endpoint":"check_status"`)
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var events int
 		_ = db.Pool.QueryRow(bg, `SELECT count(*) FROM invoice_events e JOIN invoices i ON i.id = e.invoice_id
 			WHERE i.invoice_number = 'INV-LOCKED' AND e.kind = 'doku_check'`).Scan(&events)

@@ -6,38 +6,61 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/app"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/invoice"
-	"github.com/merchant/o2o/internal/postgres"
+	"github.com/merchant/o2o/internal/service"
 )
 
-// The raw baseline runs the database work of each operation by calling the service's own store — the
-// very statements and transactions the service runs, through the same pgx pool code — but without
-// HTTP, JSON, signatures, logging or DOKU. Service ÷ raw is how much of the database's capacity the
-// service turns into requests.
+// The raw baseline runs each operation through the service exactly as production builds it (app.New,
+// over the bench's database), but called directly — no HTTP, JSON, signatures or logging — and with
+// DOKU answering at once: what remains is the service's own database work. Service ÷ raw is how much
+// of the database's capacity the service turns into requests.
 
-func rawCreateOp(st *stack) func(context.Context, int) error {
-	store := postgres.NewStore(st.pool)
+// instantDoku answers every generate request at once with a fresh code.
+type instantDoku struct{ seq atomic.Int64 }
+
+func (g *instantDoku) RequestBody(*invoice.Invoice) ([]byte, error) { return []byte(`{}`), nil }
+
+func (g *instantDoku) Issue(_ context.Context, inv *invoice.Invoice) (invoice.Issued, error) {
+	return invoice.Issued{PaymentCode: fmt.Sprintf("8888%012d", g.seq.Add(1)), HowToPayPage: "p", HowToPayAPI: "a",
+		ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func (g *instantDoku) Check(context.Context, string) (invoice.PaymentReport, error) {
+	return invoice.PaymentReport{}, invoice.Errorf(invoice.ErrDokuUnavailable, "not in the baseline")
+}
+
+// rawService is the service over the bench database with instantDoku for DOKU.
+func rawService(ctx context.Context, st *stack) (*service.Service, func(), error) {
+	cfg := config.Defaults()
+	cfg.DatabaseURL, cfg.APIKeys = config.Secret(st.dbURL), []config.Secret{benchAPIKey}
+	cfg.DokuBaseURL, cfg.DokuClientID, cfg.DokuSecretKey = "http://127.0.0.1:1", benchClientID, benchSecret
+	cfg.DokuDefaultCustomerEmail = "bench@example.com"
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	a, err := app.New(ctx, cfg, zerolog.Nop(), app.Options{Pool: st.pool, Gateway: &instantDoku{}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return a.Service, a.Close, nil
+}
+
+func rawCreateOp(svc *service.Service) func(context.Context, int) error {
 	var seq atomic.Int64
+	amount := int64(150000)
 	return func(ctx context.Context, _ int) error {
-		number := fmt.Sprintf("RC-%d", seq.Add(1))
-		inv := &invoice.Invoice{Number: number, Channel: invoice.ChannelAlfa, Amount: 150000, Status: invoice.StatusCreating,
-			Customer: invoice.Customer{Name: "Bench Customer", Email: "bench@example.com"}, ExpiresInMinutes: 60, Info: "bench",
-			DokuRequestID: number + "-req", DokuRequestBody: []byte(`{}`)}
-		if _, _, err := store.Create(ctx, inv, 20*time.Second); err != nil {
-			return err
-		}
-		_, err := store.Update(ctx, number, func(inv *invoice.Invoice) error {
-			inv.Record(invoice.Event{Source: invoice.SourceAPI, Kind: invoice.EventDokuGenerate, Detail: map[string]any{"result": "issued"}})
-			inv.MarkIssued(invoice.Issued{PaymentCode: "8888" + number, HowToPayPage: "p", HowToPayAPI: "a",
-				ExpiresAt: time.Now().Add(time.Hour)}, invoice.SourceAPI)
-			return nil
-		})
+		d := invoice.Draft{Number: fmt.Sprintf("RC-%d", seq.Add(1)), Channel: "alfa", Amount: &amount,
+			Customer: &invoice.Customer{Name: "Bench Customer", Email: "bench@example.com"}, Info: "bench"}
+		_, _, err := svc.Create(ctx, d)
 		return err
 	}
 }
 
-func rawWebhookOp(st *stack, invs []seeded) func(context.Context, int) error {
-	store := postgres.NewStore(st.pool)
+func rawWebhookOp(svc *service.Service, invs []seeded) func(context.Context, int) error {
 	var next atomic.Int64
 	return func(ctx context.Context, _ int) error {
 		i := int(next.Add(1)) - 1
@@ -46,15 +69,11 @@ func rawWebhookOp(st *stack, invs []seeded) func(context.Context, int) error {
 		}
 		s := invs[i]
 		n := &invoice.Notification{RequestID: "raw-" + s.number, InvoiceNumber: s.number,
-			Headers: map[string]string{"Client-Id": benchClientID}, Body: []byte(`{}`)}
+			Headers: map[string]string{"Client-Id": benchClientID}, Body: []byte(`{"raw":"` + s.number + `"}`)}
 		r := invoice.PaymentReport{InvoiceNumber: s.number, Channel: s.channel, PaymentCode: s.code, Amount: 150000,
-			DokuStatus: invoice.DokuSuccess, PaidAt: time.Now(), RequestID: n.RequestID, Source: invoice.SourceWebhook,
-			Identifiers: map[string]string{"AGENT_TRX_ID": "TRX-" + s.number}}
-		outcome, _, _, err := store.RecordNotification(ctx, n, func(inv *invoice.Invoice) invoice.Outcome {
-			o := inv.ApplyPayment(r, time.Now())
-			inv.Record(invoice.Event{Source: invoice.SourceWebhook, Kind: invoice.EventNotification, Detail: map[string]any{"outcome": o}})
-			return o
-		})
+			AmountText: "150000", DokuStatus: invoice.DokuSuccess, PaidAt: time.Now(), RequestID: n.RequestID,
+			Source: invoice.SourceWebhook, Identifiers: map[string]string{"AGENT_TRX_ID": "TRX-" + s.number}}
+		outcome, _, _, err := svc.ReceiveNotification(ctx, n, &r)
 		if err == nil && outcome != invoice.OutcomeApplied {
 			err = fmt.Errorf("outcome %s", outcome)
 		}

@@ -86,8 +86,13 @@ func runScenarios(ctx context.Context, st *stack, o options) (*report, error) {
 		r.RSSAfterMB = round(st.rssMB("VmRSS"), 1)
 		rep.add(r)
 	}
+	svc, closeRaw, err := rawService(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	defer closeRaw()
 	if want("raw") || want("create") {
-		raw := load(ctx, "5a raw pgx: create writes, 32 clients", 32, d, rawCreateOp(st))
+		raw := load(ctx, "5a raw: the create's database work, 32 clients", 32, d, rawCreateOp(svc))
 		if createRes.OpsPerSec > 0 {
 			raw.Note = fmt.Sprintf("service create / raw = %.2f", createRes.OpsPerSec/raw.OpsPerSec)
 			rep.setRaw("1 create", raw.OpsPerSec)
@@ -99,7 +104,7 @@ func runScenarios(ctx context.Context, st *stack, o options) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		raw := load(ctx, "5b raw pgx: webhook writes, 32 clients", webhookConc, d, rawWebhookOp(st, numbers))
+		raw := load(ctx, "5b raw: the webhook's database work, 32 clients", webhookConc, d, rawWebhookOp(svc, numbers))
 		if webhookRes.OpsPerSec > 0 {
 			raw.Note = fmt.Sprintf("service webhook / raw = %.2f", webhookRes.OpsPerSec/raw.OpsPerSec)
 			rep.setRaw("3 webhook", raw.OpsPerSec)

@@ -18,13 +18,15 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/merchant/o2o/internal/app"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/doku"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/httpapi"
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/pgtest"
-	"github.com/merchant/o2o/internal/postgres"
+	"github.com/merchant/o2o/internal/service"
 	"github.com/merchant/o2o/internal/worker"
 )
 
@@ -46,18 +48,22 @@ var BodyDefaults = doku.BodyDefaults{Info: "Online purchase", CustomerEmail: "pa
 type Options struct {
 	DokuTimeout   time.Duration
 	RetrySchedule []time.Duration
-	Limits        *invoice.Limits
-	Webhook       httpapi.WebhookConfig
+	// Config changes the service's configuration (the test defaults below, on top of config.Defaults)
+	// before the service is built.
+	Config func(*config.Config)
+	// Adjust changes what the service decides by that the configuration derives (leases).
+	Adjust func(*service.Config)
 	// Sim sets the simulator's knobs (its credentials and notification URL are the stack's).
 	Sim dokusim.Config
 }
 
-// Stack is a running service with its simulator and database.
+// Stack is a running service with its simulator and database, built by app.New as production builds
+// it; only its settings are the tests'.
 type Stack struct {
 	t       testing.TB
+	App     *app.App
 	DB      *pgtest.DB
-	Store   *postgres.Store
-	Service *invoice.Service
+	Service *service.Service
 	Sim     *dokusim.Simulator
 	SimURL  string
 	URL     string
@@ -84,6 +90,21 @@ func (b *SyncBuffer) String() string {
 	return b.buf.String()
 }
 
+// Config is the configuration of a test stack: the defaults, with the stack's credentials, its
+// simulator as DOKU and workers that run when a test says so.
+func Config(db *pgtest.DB, simURL string, dokuTimeout time.Duration) config.Config {
+	c := config.Defaults()
+	c.DatabaseURL = config.Secret(db.URL)
+	c.APIKeys = []config.Secret{APIKeyName + ":" + APIKey, APIKey2Name + ":" + APIKey2}
+	c.DokuBaseURL, c.DokuClientID, c.DokuSecretKey = simURL, ClientID, SecretKey
+	c.DokuNotificationPath, c.DokuTimeout = NotificationPath, dokuTimeout
+	c.DokuDefaultInfo, c.DokuDefaultCustomerEmail, c.DokuDefaultReceiptFooter = BodyDefaults.Info, BodyDefaults.CustomerEmail, BodyDefaults.ReceiptFooter
+	// Rounds are run by the tests (RunOnce); these only size them.
+	c.ResumerBaseBackoff, c.ResumerMaxBackoff, c.ResumerMaxAttempts = time.Millisecond, 5*time.Millisecond, 5
+	c.ResumerInterval, c.ReconcileInterval = 20*time.Millisecond, 20*time.Millisecond
+	return c
+}
+
 // New starts a stack and registers its shutdown.
 func New(t testing.TB, opts Options) *Stack {
 	t.Helper()
@@ -93,15 +114,11 @@ func New(t testing.TB, opts Options) *Stack {
 	if opts.RetrySchedule == nil {
 		opts.RetrySchedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
 	}
-	limits := invoice.DefaultLimits
-	if opts.Limits != nil {
-		limits = *opts.Limits
-	}
 	s := &Stack{t: t, DB: pgtest.New(t), Logs: &SyncBuffer{}}
 	log := zerolog.New(s.Logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 
 	// The service's server starts first so the simulator knows where to notify; its handler is set
-	// once the DOKU client can point at the simulator.
+	// once the service can point at the simulator.
 	var handler http.Handler
 	svcSrv := httptest.NewUnstartedServer(nil)
 	svcSrv.Config = httpapi.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }), opts.DokuTimeout)
@@ -121,31 +138,19 @@ func New(t testing.TB, opts Options) *Stack {
 	t.Cleanup(func() { simSrv.Close(); s.Sim.Close() })
 	s.SimURL = simSrv.URL
 
-	migrator, err := postgres.NewMigrator(s.DB.Pool)
+	cfg := Config(s.DB, s.SimURL, opts.DokuTimeout)
+	if opts.Config != nil {
+		opts.Config(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the test stack's configuration: %v", err)
+	}
+	a, err := app.New(context.Background(), cfg, log.With().Str("service", "o2o").Logger(), app.Options{Pool: s.DB.Pool, Adjust: opts.Adjust})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { migrator.Close() })
-	s.Metrics = metrics.New(s.DB.Pool)
-	s.Store = postgres.NewStore(s.DB.Pool)
-	s.Store.Metrics = s.Metrics
-	s.Metrics.WatchAttention(s.Store.OpenAttention)
-	s.Store.FirstCheck = time.Minute
-	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: ClientID, SecretKey: SecretKey, Timeout: opts.DokuTimeout,
-		Metrics: s.Metrics, Logger: log.With().Str("service", "o2o").Logger(), Defaults: BodyDefaults})
-	s.Service = invoice.NewService(s.Store, client, opts.DokuTimeout)
-	handler = httpapi.NewServer(httpapi.Config{
-		APIKeys:          []httpapi.APIKey{httpapi.KeyFor(APIKeyName, APIKey), httpapi.KeyFor(APIKey2Name, APIKey2)},
-		NotificationPath: NotificationPath, Limits: limits,
-		Webhook: opts.Webhook,
-	}, httpapi.Deps{
-		Service:       s.Service,
-		Notifications: doku.Verifier{ClientID: ClientID, Secret: []byte(SecretKey), Target: NotificationPath},
-		Ready:         func(ctx context.Context) error { return s.Store.Ready(ctx, migrator) },
-		Logger:        log.With().Str("service", "o2o").Logger(),
-		Metrics:       s.Metrics,
-		ServeMetrics:  true,
-	})
+	t.Cleanup(a.Close)
+	s.App, s.Service, s.Metrics, handler = a, a.Service, a.Metrics, a.Handler
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: t, Base: http.DefaultTransport}}
 	return s
 }
@@ -275,21 +280,20 @@ func (s *Stack) Count(query string, args ...any) int {
 	return n
 }
 
-// Resumer returns a resumer over the stack with test-sized backoff.
-func (s *Stack) Resumer(maxAttempts int) *worker.Resumer {
-	return &worker.Resumer{
-		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs), Metrics: s.Metrics,
-		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8,
-		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxAttempts: maxAttempts,
-	}
-}
+// Resumer is the stack's resumer (RESUMER_* of its configuration).
+func (s *Stack) Resumer() *worker.Resumer { return s.App.Resumer }
 
-// Reconciler returns a reconciler over the stack.
-func (s *Stack) Reconciler() *worker.Reconciler {
-	return &worker.Reconciler{
-		Claimer: s.Store, Service: s.Service, Log: zerolog.New(s.Logs), Metrics: s.Metrics,
-		Interval: 20 * time.Millisecond, Batch: 100, Concurrency: 8, Schedule: worker.DefaultSchedule,
+// Reconciler is the stack's reconciler.
+func (s *Stack) Reconciler() *worker.Reconciler { return s.App.Reconciler }
+
+// Get is the invoice as the service holds it.
+func (s *Stack) Get(number string) *invoice.Invoice {
+	s.t.Helper()
+	inv, err := s.Service.Get(context.Background(), number)
+	if err != nil {
+		s.t.Fatalf("get %s: %v", number, err)
 	}
+	return inv
 }
 
 // MakeDue makes every invoice's next status check due now, as if the schedule's wait had passed.

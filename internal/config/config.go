@@ -108,6 +108,7 @@ type Config struct {
 	ReconcileConcurrency int             `envconfig:"RECONCILE_CONCURRENCY" default:"8" desc:"check-status calls in flight at once"`
 	ReconcileSchedule    []time.Duration `envconfig:"RECONCILE_SCHEDULE" default:"1m,2m,5m,15m,30m,1h,3h,6h" desc:"wait before each check; the last repeats"`
 	ExpiryGrace          time.Duration   `envconfig:"EXPIRY_GRACE" default:"1h" desc:"a pending invoice this far past expiry is expired whatever DOKU says"`
+	ReconcileWindow      time.Duration   `envconfig:"RECONCILE_WINDOW" default:"168h" desc:"how long after expiry a paid reusable code, or an invoice expired by the grace period, is still checked"`
 	SyncMinInterval      time.Duration   `envconfig:"SYNC_MIN_INTERVAL" default:"10s" desc:"least time between two manual syncs of one invoice"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
@@ -158,6 +159,50 @@ func Load() (Config, error) {
 	load(&c, &p)
 	c.check(&p)
 	return c, p.err()
+}
+
+// Validate checks a configuration made in code (from Defaults) as Load checks the environment's.
+func (c *Config) Validate() error {
+	var p problems
+	c.check(&p)
+	return p.err()
+}
+
+// Defaults is the configuration with every setting at its default and nothing read from the
+// environment: required settings are empty. Tests and tools start from it and set what they need, so
+// the only defaults there are stay in the tags above.
+func Defaults() Config {
+	var c Config
+	var p problems
+	loadDefaults(&c, &p)
+	if len(p) > 0 {
+		panic("config: a default does not parse: " + strings.Join(p, "; ")) // a programming error in a tag
+	}
+	return c
+}
+
+// loadDefaults is load with every setting unset: envconfig applies each default itself, parsed as a
+// real value would be, by processing a one-field struct whose variable name nobody sets.
+func loadDefaults(dst any, p *problems) {
+	v := reflect.ValueOf(dst).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if f.Anonymous {
+			loadDefaults(v.Field(i).Addr().Interface(), p)
+			continue
+		}
+		def, ok := f.Tag.Lookup("default")
+		if !ok {
+			continue
+		}
+		tag := reflect.StructTag(`envconfig:"O2O_DEFAULT_NEVER_SET_` + f.Tag.Get("envconfig") + `" default:"` + def + `"`)
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: tag}}))
+		if err := envconfig.Process("", one.Interface()); err != nil {
+			p.add(f.Tag.Get("envconfig"), "%v", err)
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
 }
 
 // load fills the struct dst points to from the environment one setting at a time, so that every
@@ -388,6 +433,9 @@ func (c *Config) checkWorkers(p *problems) {
 	if c.ExpiryGrace < 0 {
 		p.add("EXPIRY_GRACE", "must not be negative")
 	}
+	if c.ReconcileWindow < 0 {
+		p.add("RECONCILE_WINDOW", "must not be negative")
+	}
 	if c.SyncMinInterval < 0 {
 		p.add("SYNC_MIN_INTERVAL", "must not be negative")
 	}
@@ -473,7 +521,7 @@ func (c *Config) AllowedNetworks() []netip.Prefix {
 }
 
 // Limits are the create-request bounds.
-func (c *Config) Limits() invoice.Limits {
+func (c Config) Limits() invoice.Limits {
 	return invoice.Limits{
 		AmountMin:        c.AmountMin,
 		AmountMax:        c.AmountMax,

@@ -187,3 +187,13 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Fatalf("unreadable file: %v", err)
 	}
 }
+
+// Defaults come from the tags alone, parsed as the environment's values would be.
+func TestDefaultsAreTheTags(t *testing.T) {
+	t.Setenv("HTTP_ADDR", "127.0.0.1:9999") // the environment is not read
+	d := Defaults()
+	if d.HTTPAddr != ":8080" || d.DokuTimeout != 15*time.Second || len(d.ReconcileSchedule) != 8 ||
+		d.ReconcileWindow != 7*24*time.Hour || d.DokuBaseURL != "" || d.AmountMax != 5000000 {
+		t.Fatalf("defaults %+v", d)
+	}
+}

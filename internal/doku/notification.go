@@ -202,12 +202,13 @@ var headersKept = []string{HeaderClientID, HeaderRequestID, HeaderRequestTimesta
 
 // ReadNotification verifies a notification's signature over its raw body and then reads it. It
 // returns the notification as the inbox keeps it — the raw body and the headers that matter, as text
-// PostgreSQL accepts whatever bytes arrived — and its payment report, nil when the body could not be
-// read. Errors carry the domain's codes: invalid_signature (answer 401, keep nothing) before anything
-// of the body is trusted, invalid_notification (a genuine but unreadable body, kept for a person).
+// PostgreSQL accepts whatever bytes arrived — and its payment report. When the signature is not
+// valid, it returns neither (nothing of the body is trusted, nothing is kept); when the body is
+// genuine but cannot be read, the notification without a report (to keep for a person), with
+// ErrMalformed.
 func (v Verifier) ReadNotification(h http.Header, body []byte) (*invoice.Notification, *invoice.PaymentReport, error) {
 	if err := v.Verify(h, body); err != nil {
-		return nil, nil, &invoice.Error{Code: invoice.CodeBadSignature, Message: "the notification signature is not valid", Cause: err}
+		return nil, nil, err
 	}
 	n := &invoice.Notification{RequestID: CleanText(h.Get(HeaderRequestID)), Body: body,
 		Headers: make(map[string]string, len(headersKept))}
@@ -221,7 +222,7 @@ func (v Verifier) ReadNotification(h http.Header, body []byte) (*invoice.Notific
 	if err != nil {
 		n.InvoiceNumber = mentionedInvoice(body)
 		n.InvalidReason = err.Error()
-		return n, nil, &invoice.Error{Code: invoice.CodeInvalidNotification, Message: err.Error(), Cause: err}
+		return n, nil, err
 	}
 	r.Source = invoice.SourceWebhook
 	r.RequestID = n.RequestID

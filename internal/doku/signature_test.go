@@ -410,7 +410,7 @@ func TestConflictWithoutCodeIsNotARejection(t *testing.T) {
 	defer srv.Close()
 	c := New(Config{BaseURL: srv.URL, ClientID: vecClientID, SecretKey: vecSecret, Timeout: time.Second})
 	_, err := c.Issue(context.Background(), &invoice.Invoice{Number: "INV-1", Channel: invoice.ChannelAlfa, DokuRequestID: "r", DokuRequestBody: []byte(`{}`)})
-	if invoice.ErrorCode(err) != invoice.CodeDokuUnavailable {
+	if !errors.Is(err, invoice.ErrDokuUnavailable) {
 		t.Fatalf("409 without a code: %v, want doku_unavailable", err)
 	}
 }

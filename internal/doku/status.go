@@ -63,7 +63,7 @@ func parseStatusResponse(body []byte) (invoice.PaymentReport, error) {
 	return r, nil
 }
 
-// Check implements invoice.Gateway: CheckStatus with errors in the domain's terms.
+// Check implements service.Gateway: CheckStatus with errors in the domain's terms.
 func (c *Client) Check(ctx context.Context, invoiceNumber string) (invoice.PaymentReport, error) {
 	r, err := c.CheckStatus(ctx, invoiceNumber)
 	if err == nil {
@@ -71,7 +71,7 @@ func (c *Client) Check(ctx context.Context, invoiceNumber string) (invoice.Payme
 	}
 	var ae *APIError
 	if IsRejection(err) && errors.As(err, &ae) {
-		return r, &invoice.Error{Code: invoice.CodeDokuRejected, Message: "DOKU check status: " + ae.Message, Cause: err}
+		return r, &invoice.Error{Kind: invoice.ErrDokuRejected, Message: "DOKU check status: " + ae.Message, Cause: err}
 	}
-	return r, &invoice.Error{Code: invoice.CodeDokuUnavailable, Message: "DOKU check status did not answer; try again later", Cause: err}
+	return r, &invoice.Error{Kind: invoice.ErrDokuUnavailable, Message: "DOKU check status did not answer; try again later", Cause: err}
 }

@@ -26,10 +26,6 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 )
 
-// DefaultRetrySchedule is DOKU's: after a failed first delivery, tries at +30 min, +6 h and +12 h
-// from the first attempt, then never again.
-var DefaultRetrySchedule = []time.Duration{30 * time.Minute, 6 * time.Hour, 12 * time.Hour}
-
 // DefaultMaxClockSkew is how far a Request-Timestamp may be from the simulator's clock. DOKU documents
 // that it checks the timestamp but not the window; five minutes is the common choice.
 const DefaultMaxClockSkew = 5 * time.Minute
@@ -40,7 +36,8 @@ type Config struct {
 	SecretKey string
 	// NotificationURL is where payment notifications are sent; its path is the signed Request-Target.
 	NotificationURL string
-	// RetrySchedule is when failed deliveries are retried, as offsets from the first attempt.
+	// RetrySchedule is when failed deliveries are retried, as offsets from the first attempt (DOKU's:
+	// +30 min, +6 h, +12 h — cmd/dokusim's default); none when empty.
 	RetrySchedule []time.Duration
 	Logger        zerolog.Logger
 	// Now is the simulator's clock (tests move it with Advance to expire codes).
@@ -85,9 +82,6 @@ type Simulator struct {
 
 // New returns a Simulator. With a StateFile it starts from the state kept there.
 func New(cfg Config) (*Simulator, error) {
-	if cfg.RetrySchedule == nil {
-		cfg.RetrySchedule = DefaultRetrySchedule
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

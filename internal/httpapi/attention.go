@@ -48,11 +48,13 @@ func (h *handlers) listAttention(w http.ResponseWriter, r *http.Request) {
 		}
 		switch v := vals[0]; key {
 		case "state":
-			if f.State = invoice.AttentionState(v); f.State != invoice.AttentionOpen && f.State != invoice.AttentionResolved {
+			var ok bool
+			if f.State, ok = invoice.ParseAttentionState(v); !ok {
 				return &invoice.FieldError{Field: key, Message: `must be "open" or "resolved"`}
 			}
 		case "reason":
-			if f.Reason = invoice.Reason(v); !f.Reason.Valid() {
+			var ok bool
+			if f.Reason, ok = invoice.ParseReason(v); !ok {
 				return &invoice.FieldError{Field: key, Message: "is not a known reason"}
 			}
 		case "invoice_number":
@@ -92,7 +94,7 @@ const maxNote = 2000
 func (h *handlers) resolveAttention(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil || id <= 0 {
-		writeError(w, r, invoice.Errorf(invoice.CodeNotFound, "no attention item has this id"))
+		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "no attention item has this id"))
 		return
 	}
 	var req resolveRequest
@@ -111,8 +113,7 @@ func (h *handlers) resolveAttention(w http.ResponseWriter, r *http.Request) {
 		msg = "must not contain the NUL character"
 	}
 	if msg != "" {
-		writeError(w, r, &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
-			Fields: []invoice.FieldError{{Field: "note", Message: msg}}})
+		writeError(w, r, invalid(invoice.FieldError{Field: "note", Message: msg}))
 		return
 	}
 	a, err := h.svc.Resolve(r.Context(), id, keyNameFrom(r.Context()), note)

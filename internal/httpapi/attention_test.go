@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/dokusim"
 )
 
@@ -16,8 +17,7 @@ import (
 // evidence. Resolving one records who (the API key's name) and when, takes it out of the open view,
 // and the gauge follows.
 func TestAttentionQueueHoldsEachCaseOnce(t *testing.T) {
-	s := apitest.New(t, apitest.Options{})
-	s.Service.SyncInterval = 0
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.SyncMinInterval = 0 }})
 	deliver := func(body []byte, requestID string) {
 		t.Helper()
 		for i := 0; i < 3; i++ { // DOKU's delivery and two redeliveries

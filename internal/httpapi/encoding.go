@@ -18,7 +18,7 @@ func decodeJSON(r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return invoice.Errorf(invoice.CodeUnsupportedType, "the body must be application/json")
+			return refuse(http.StatusUnsupportedMediaType, codeUnsupportedType, "the body must be application/json")
 		}
 	}
 	body, err := io.ReadAll(r.Body) // bounded by the body limit
@@ -45,14 +45,13 @@ func decodeError(err error) error {
 	)
 	switch {
 	case errors.As(err, &maxErr):
-		return invoice.Errorf(invoice.CodeTooLarge, "the request body must be at most %d bytes", maxErr.Limit)
+		return refuse(http.StatusRequestEntityTooLarge, codeTooLarge, "the request body must be at most %d bytes", maxErr.Limit)
 	case errors.As(err, &se) && se.Kind != strictjson.Syntax && se.Path != "":
-		return &invoice.Error{Code: invoice.CodeValidation, Message: "the request has invalid fields",
-			Fields: []invoice.FieldError{{Field: se.Path, Message: se.Detail}}}
+		return invalid(invoice.FieldError{Field: se.Path, Message: se.Detail})
 	case errors.As(err, &se):
-		return invoice.Errorf(invoice.CodeInvalidJSON, "%s", se.Detail)
+		return refuse(http.StatusBadRequest, codeInvalidJSON, "%s", se.Detail)
 	}
-	return invoice.Errorf(invoice.CodeInvalidJSON, "the body could not be read")
+	return refuse(http.StatusBadRequest, codeInvalidJSON, "the body could not be read")
 }
 
 // invoiceJSON is the API's view of an invoice (api/openapi.yaml, Invoice). Internal fields — the DOKU Request-Id

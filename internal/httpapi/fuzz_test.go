@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/doku"
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -24,23 +26,26 @@ func FuzzCreateRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	limits := config.Defaults().Limits()
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req invoice.CreateRequest
+		var req createRequest
 		if err := decodeJSONBytes(body, &req); err != nil {
-			if invoice.ErrorCode(err) == "" {
-				t.Fatalf("decode error without a code: %v", err)
+			if p := problemOf(err); p.Status >= 500 || p.Code == codeInternal {
+				t.Fatalf("a body answered %d %s: %v", p.Status, p.Code, err)
 			}
 			return
 		}
-		inv, err := req.Validate(invoice.DefaultLimits)
-		if err != nil {
-			if invoice.ErrorCode(err) != invoice.CodeValidation {
-				t.Fatalf("validation error with code %q", invoice.ErrorCode(err))
-			}
+		d, fieldErrs := req.draft()
+		inv, err := d.Validate(limits)
+		var invalid *invoice.ValidationError
+		if err != nil && !errors.As(err, &invalid) {
+			t.Fatalf("validation failed with %v", err)
+		}
+		if err != nil || len(fieldErrs) > 0 {
 			return
 		}
-		if invoice.CheckInvoiceNumber(inv.Number) != "" || !inv.Channel.Valid() ||
-			inv.Amount < invoice.DefaultLimits.AmountMin || inv.Amount > invoice.DefaultLimits.AmountMax || inv.Customer.Name == "" {
+		if _, ok := invoice.ParseChannel(string(inv.Channel)); invoice.CheckInvoiceNumber(inv.Number) != "" || !ok ||
+			inv.Amount < limits.AmountMin || inv.Amount > limits.AmountMax || inv.Customer.Name == "" {
 			t.Fatalf("accepted an invalid invoice: %+v", inv)
 		}
 		raw, err := doku.GenerateBody(inv, doku.BodyDefaults{Info: "i", CustomerEmail: "e@x.co", ReceiptFooter: "f"})

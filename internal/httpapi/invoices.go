@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 )
 
 func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
-	var req invoice.CreateRequest
+	var req createRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, r, err)
 		return
@@ -19,12 +20,17 @@ func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
 	if invoice.CheckInvoiceNumber(req.InvoiceNumber) == "" {
 		logAbout(r, req.InvoiceNumber)
 	}
-	inv, err := req.Validate(h.cfg.Limits)
-	if err != nil {
-		writeError(w, r, err)
+	// Every bad field at once: the body's own, and the domain's.
+	d, errs := req.draft()
+	var domain *invoice.ValidationError
+	if err := h.svc.ValidateDraft(d); errors.As(err, &domain) {
+		errs = append(errs, domain.Fields...)
+	}
+	if len(errs) > 0 {
+		writeError(w, r, invalid(errs...))
 		return
 	}
-	stored, created, err := h.svc.Create(r.Context(), inv)
+	stored, created, err := h.svc.Create(r.Context(), d)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -41,11 +47,11 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
 	number := chi.URLParam(r, "invoice_number")
 	if invoice.CheckInvoiceNumber(number) != "" {
 		// No invoice can have such a number; say so without asking the database.
-		writeError(w, r, invoice.ErrNotFound)
+		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
 		return
 	}
 	logAbout(r, number)
-	inv, err := h.svc.Store.Get(r.Context(), number)
+	inv, err := h.svc.Get(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -57,7 +63,7 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
 func (h *handlers) syncInvoice(w http.ResponseWriter, r *http.Request) {
 	number := chi.URLParam(r, "invoice_number")
 	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, invoice.ErrNotFound)
+		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
 		return
 	}
 	logAbout(r, number)
@@ -87,11 +93,11 @@ type eventJSON struct {
 func (h *handlers) invoiceEvents(w http.ResponseWriter, r *http.Request) {
 	number := chi.URLParam(r, "invoice_number")
 	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, invoice.ErrNotFound)
+		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
 		return
 	}
 	logAbout(r, number)
-	evs, err := h.svc.Store.Events(r.Context(), number)
+	evs, err := h.svc.Events(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -122,7 +128,7 @@ func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	items, next, err := h.svc.Store.List(r.Context(), f)
+	items, next, err := h.svc.List(r.Context(), f)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -143,13 +149,14 @@ func parseListFilter(raw string) (invoice.ListFilter, error) {
 		if len(vals) != 1 {
 			return &invoice.FieldError{Field: key, Message: "must be given once"}
 		}
+		var ok bool
 		switch v := vals[0]; key {
 		case "status":
-			if f.Status = invoice.Status(v); !f.Status.Valid() {
+			if f.Status, ok = invoice.ParseStatus(v); !ok {
 				return &invoice.FieldError{Field: key, Message: "must be one of creating, pending, paid, expired, failed"}
 			}
 		case "channel":
-			if f.Channel = invoice.Channel(v); !f.Channel.Valid() {
+			if f.Channel, ok = invoice.ParseChannel(v); !ok {
 				return &invoice.FieldError{Field: key, Message: `must be "alfa" or "indomaret"`}
 			}
 		}

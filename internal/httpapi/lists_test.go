@@ -1,4 +1,4 @@
-package httpapi_test
+package httpapi
 
 import (
 	"slices"
@@ -6,14 +6,14 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/api"
 	"github.com/merchant/o2o/internal/invoice"
 )
 
 // The contract's enums are the domain's lists, each defined once: a value the service can answer
 // with is documented, and the document promises nothing the service does not have.
 func TestContractEnumsFollowTheDomainLists(t *testing.T) {
-	doc, err := openapi3.NewLoader().LoadFromFile(apitest.SpecPath())
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +37,9 @@ func TestContractEnumsFollowTheDomainLists(t *testing.T) {
 		"Channel":              {enum("Channel"), names(invoice.Channels)},
 		"Notification.outcome": {enum("Notification", "outcome"), names(invoice.NotificationOutcomes)},
 		"AttentionReason":      {enum("AttentionReason"), names(invoice.Reasons)},
+		"Event.source":         {enum("Event", "source"), names(invoice.Sources)},
+		"Event.kind":           {enum("Event", "kind"), names(invoice.EventKinds)},
+		"Problem.code":         {enum("Problem", "code"), names(codes)},
 		"Attention.state":      {enum("Attention", "state"), names(invoice.AttentionStates)},
 	} {
 		slices.Sort(c.want)
@@ -44,7 +47,12 @@ func TestContractEnumsFollowTheDomainLists(t *testing.T) {
 			t.Errorf("%s: the contract lists %v, the domain %v", name, c.got, c.want)
 		}
 	}
-	// A notification's answer is one of the inbox outcomes (those that answer 200).
+	// An item's source and a payment's are sources; a notification's answer is one of the inbox outcomes.
+	for _, src := range append(enum("Attention", "source"), enum("Payment", "source")...) {
+		if _, ok := invoice.ParseSource(src); !ok {
+			t.Errorf("source %q is not a source", src)
+		}
+	}
 	for _, o := range enum("NotificationAck", "outcome") {
 		if !slices.Contains(invoice.NotificationOutcomes, invoice.Outcome(o)) {
 			t.Errorf("NotificationAck.outcome %q is not an outcome", o)

@@ -16,7 +16,6 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
-	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/metrics"
 )
 
@@ -142,7 +141,7 @@ func bearerAuth(keys []APIKey) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || token == "" {
-				writeError(w, r, invoice.Errorf(invoice.CodeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+				writeError(w, r, refuse(http.StatusUnauthorized, codeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
 				return
 			}
 			got := sha256.Sum256([]byte(token))
@@ -153,7 +152,7 @@ func bearerAuth(keys []APIKey) func(http.Handler) http.Handler {
 				which = subtle.ConstantTimeSelect(eq, i, which)
 			}
 			if match != 1 {
-				writeError(w, r, invoice.Errorf(invoice.CodeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+				writeError(w, r, refuse(http.StatusUnauthorized, codeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyNameKey, keys[which].Name)))

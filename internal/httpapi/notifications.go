@@ -3,7 +3,6 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -36,22 +35,9 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 	err := listQuery(r.URL.RawQuery, &f.Limit, &f.Cursor, func(key string, vals []string) *invoice.FieldError {
 		switch key {
 		case "outcome":
-			for _, part := range vals {
-				for _, o := range strings.Split(part, ",") {
-					switch {
-					case o == "flagged": // every outcome a person must look at
-						for _, k := range invoice.NotificationOutcomes {
-							if k.Mismatch() {
-								f.Outcomes = append(f.Outcomes, k)
-							}
-						}
-					case slices.Contains(invoice.NotificationOutcomes, invoice.Outcome(o)):
-						f.Outcomes = append(f.Outcomes, invoice.Outcome(o))
-					default:
-						return &invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)}
-					}
-				}
-			}
+			var fe *invoice.FieldError
+			f.Outcomes, fe = parseOutcomes(key, vals)
+			return fe
 		case "invoice_number":
 			if len(vals) != 1 || invoice.CheckInvoiceNumber(vals[0]) != "" {
 				return &invoice.FieldError{Field: key, Message: "must be one valid invoice number"}
@@ -66,7 +52,7 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	items, next, err := h.svc.Store.ListNotifications(r.Context(), f)
+	items, next, err := h.svc.Notifications(r.Context(), f)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -82,4 +68,27 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, j)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// parseOutcomes reads ?outcome=, comma-separated or repeated; "flagged" stands for every mismatch.
+func parseOutcomes(key string, vals []string) ([]invoice.Outcome, *invoice.FieldError) {
+	var out []invoice.Outcome
+	for _, part := range vals {
+		for _, o := range strings.Split(part, ",") {
+			if o == "flagged" {
+				for _, k := range invoice.NotificationOutcomes {
+					if k.Mismatch() {
+						out = append(out, k)
+					}
+				}
+				continue
+			}
+			outcome, ok := invoice.ParseOutcome(o)
+			if !ok {
+				return nil, &invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)}
+			}
+			out = append(out, outcome)
+		}
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/dokusim"
 )
 
@@ -31,8 +32,7 @@ next:
 
 // A sync that DOKU cannot answer says "retry in 5 s" — and the retry is not then refused as too soon.
 func TestFailedSyncGivesItsSlotBack(t *testing.T) {
-	s := apitest.New(t, apitest.Options{})
-	s.Service.SyncInterval = time.Minute
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.SyncMinInterval = time.Minute }})
 	create(t, s, apitest.Invoice("INV-SYNC-FAIL", "alfa"))
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 500})
 	r := s.Do(http.MethodPost, "/v1/invoices/INV-SYNC-FAIL/sync", nil, nil)

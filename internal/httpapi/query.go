@@ -21,8 +21,7 @@ func listQuery(raw string, limit *int, cursor *string, param func(key string, va
 	// url.URL.Query() drops what it cannot parse; ParseQuery says so.
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return &invoice.Error{Code: invoice.CodeValidation, Message: "the query string is malformed",
-			Fields: []invoice.FieldError{{Field: "query", Message: "is not a valid URL query string"}}}
+		return invalid(invoice.FieldError{Field: "query", Message: "is not a valid URL query string"})
 	}
 	*limit = defaultPageSize
 	var errs []invoice.FieldError
@@ -51,7 +50,7 @@ func listQuery(raw string, limit *int, cursor *string, param func(key string, va
 		return nil
 	}
 	slices.SortFunc(errs, func(a, b invoice.FieldError) int { return strings.Compare(a.Field, b.Field) })
-	return &invoice.Error{Code: invoice.CodeValidation, Message: "the query has invalid parameters", Fields: errs}
+	return invalid(errs...)
 }
 
 func unknownParam(key string) *invoice.FieldError {

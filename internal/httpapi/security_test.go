@@ -3,15 +3,14 @@ package httpapi_test
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/doku"
-	"github.com/merchant/o2o/internal/httpapi"
 )
 
 // writes is every row count that an input could change.
@@ -256,14 +255,14 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestWebhookNetworkAllowList(t *testing.T) {
-	s := apitest.New(t, apitest.Options{Webhook: httpapi.WebhookConfig{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}})
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.WebhookAllowedCIDRs = []string{"203.0.113.0/24"} }})
 	inv := create(t, s, apitest.Invoice("INV-NET", "alfa"))
 	r := s.Notify(apitest.NotificationBody("INV-NET", "alfa", inv["payment_code"].(string), 150000, "T"), "net", nil)
 	if r.Status != http.StatusForbidden || r.JSON(t)["code"] != "forbidden" || s.Count(`SELECT count(*) FROM notifications`) != 0 {
 		t.Fatalf("notification from outside the allowed networks: %d %s", r.Status, r.Body)
 	}
 
-	open := apitest.New(t, apitest.Options{Webhook: httpapi.WebhookConfig{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+	open := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.WebhookAllowedCIDRs = []string{"127.0.0.0/8"} }})
 	inv = create(t, open, apitest.Invoice("INV-NET", "alfa"))
 	if r := open.Notify(apitest.NotificationBody("INV-NET", "alfa", inv["payment_code"].(string), 150000, "T"), "net", nil); r.Status != 200 {
 		t.Fatalf("notification from an allowed network: %d %s", r.Status, r.Body)
@@ -271,7 +270,7 @@ func TestWebhookNetworkAllowList(t *testing.T) {
 }
 
 func TestWebhookMaxAge(t *testing.T) {
-	s := apitest.New(t, apitest.Options{Webhook: httpapi.WebhookConfig{MaxAge: time.Hour}})
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.WebhookMaxAge = time.Hour }})
 	inv := create(t, s, apitest.Invoice("INV-AGE", "alfa"))
 	body := apitest.NotificationBody("INV-AGE", "alfa", inv["payment_code"].(string), 150000, "T")
 	old := time.Now().Add(-2 * time.Hour).UTC().Format(doku.TimestampLayout)

@@ -1,5 +1,7 @@
 // Package httpapi is the service's HTTP face: the internal invoice API for checkout frontends, DOKU's
-// payment webhook, and the health endpoints, all on one chi router.
+// payment webhook, and the health endpoints, all on one chi router (routes.go). It owns the HTTP
+// vocabulary — request bodies, problem codes, the one table from domain errors to statuses — and
+// calls the application service for everything else.
 package httpapi
 
 import (
@@ -7,16 +9,17 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/api"
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/metrics"
+	"github.com/merchant/o2o/internal/service"
 )
 
 // NotificationReader verifies and reads DOKU's notifications (doku.Verifier): the notification as the
-// inbox keeps it and its payment report (nil when the body could not be read).
+// inbox keeps it and its payment report. A notification that is not genuine comes back nil; a genuine
+// one whose body cannot be read comes back without a report.
 type NotificationReader interface {
 	ReadNotification(h http.Header, body []byte) (*invoice.Notification, *invoice.PaymentReport, error)
 }
@@ -27,64 +30,33 @@ type Config struct {
 	APIKeys          []APIKey
 	NotificationPath string
 	MaxBodyBytes     int64
-	Limits           invoice.Limits
 	Webhook          WebhookConfig
+	// ServeMetrics serves Metrics at GET /metrics (behind an API key) on this handler.
+	ServeMetrics bool
 }
 
 // Deps are the collaborators the handlers call.
 type Deps struct {
-	Service       *invoice.Service
+	Service       *service.Service
 	Notifications NotificationReader
 	// Ready reports whether the service can do its work (database reachable, schema current).
-	Ready  func(ctx context.Context) error
-	Logger zerolog.Logger
-	// Metrics is counted into and, unless ServeMetrics is false, served at GET /metrics.
-	Metrics      *metrics.Metrics
-	ServeMetrics bool
+	Ready   func(ctx context.Context) error
+	Logger  zerolog.Logger
+	Metrics *metrics.Metrics
+}
+
+type handlers struct {
+	cfg           Config
+	svc           *service.Service
+	notifications NotificationReader
+	ready         func(ctx context.Context) error
+	metrics       *metrics.Metrics
 }
 
 // NewServer returns the service's HTTP handler.
 func NewServer(cfg Config, deps Deps) http.Handler {
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 64 << 10
-	}
-	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready,
-		webhook: cfg.Webhook, metrics: deps.Metrics}
-
-	r := chi.NewRouter()
-	r.Use(accessLog(deps.Logger, deps.Metrics))
-	r.Use(limitBody(cfg.MaxBodyBytes))
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, invoice.Errorf(invoice.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, invoice.Errorf(invoice.CodeMethodNotAllowed, "method %s is not allowed here", r.Method))
-	})
-
-	r.Get("/healthz", h.healthz)
-	r.Get("/readyz", h.readyz)
-	r.Get("/openapi.yaml", serveSpec)
-	auth := bearerAuth(cfg.APIKeys)
-	if deps.ServeMetrics && deps.Metrics != nil {
-		// This listener also faces DOKU, so metrics need a key here (Prometheus sends it as a bearer
-		// token); METRICS_ADDR serves them without one on an admin network instead.
-		r.With(auth).Method(http.MethodGet, "/metrics", deps.Metrics.Handler())
-	}
-	// DOKU cannot send our API key: the webhook is authenticated by its signature instead.
-	r.Post(cfg.NotificationPath, h.dokuNotification)
-
-	r.With(auth).Get("/v1/notifications", h.listNotifications)
-	r.With(auth).Get("/v1/attention", h.listAttention)
-	r.With(auth).Post("/v1/attention/{id}/resolve", h.resolveAttention)
-	r.Route("/v1/invoices", func(r chi.Router) {
-		r.Use(auth)
-		r.Post("/", h.createInvoice)
-		r.Get("/", h.listInvoices)
-		r.Get("/{invoice_number}", h.getInvoice)
-		r.Post("/{invoice_number}/sync", h.syncInvoice)
-		r.Get("/{invoice_number}/events", h.invoiceEvents)
-	})
-	return r
+	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, metrics: deps.Metrics}
+	return h.routes(deps.Logger)
 }
 
 // NewHTTPServer wraps handler in an http.Server with the service's limits: header and body read
@@ -99,15 +71,6 @@ func NewHTTPServer(handler http.Handler, dokuTimeout time.Duration) *http.Server
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 32 << 10,
 	}
-}
-
-type handlers struct {
-	cfg           Config
-	svc           *invoice.Service
-	notifications NotificationReader
-	ready         func(ctx context.Context) error
-	webhook       WebhookConfig
-	metrics       *metrics.Metrics
 }
 
 // serveSpec serves the HTTP contract the service is tested against.

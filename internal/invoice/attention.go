@@ -1,9 +1,6 @@
 package invoice
 
-import (
-	"slices"
-	"time"
-)
+import "time"
 
 // Reason is why a case needs a person's decision. Reasons is the one list of them: the SQL CHECK on
 // attention items, the API's ?reason= filter and the contract's enum are all tested against it.
@@ -42,8 +39,8 @@ var Reasons = []Reason{
 	ReasonUnreadableNotification, ReasonUnknownInvoice, ReasonStuckCreating,
 }
 
-// Valid reports whether r is one of Reasons.
-func (r Reason) Valid() bool { return slices.Contains(Reasons, r) }
+// ParseReason reads a reason, reporting whether it is one.
+func ParseReason(s string) (Reason, bool) { return parse(Reasons, s) }
 
 // AttentionState is whether a person has dealt with an item.
 type AttentionState string
@@ -55,6 +52,9 @@ const (
 
 // AttentionStates lists both states.
 var AttentionStates = []AttentionState{AttentionOpen, AttentionResolved}
+
+// ParseAttentionState reads a state, reporting whether it is one.
+func ParseAttentionState(s string) (AttentionState, bool) { return parse(AttentionStates, s) }
 
 // Attention is one case where money or an order needs a person's decision. Key identifies the case
 // itself — the notification, the payment, or the answer that showed it — so that seeing it again (a

@@ -6,32 +6,73 @@ import (
 	"time"
 )
 
-// Code is a stable, machine-readable error code. Clients switch on it, so a code, once published in
-// api/openapi.yaml, never changes meaning.
-type Code string
-
-const (
-	CodeValidation          Code = "validation_failed"
-	CodeInvalidJSON         Code = "invalid_json"
-	CodeNotFound            Code = "not_found"
-	CodeInvoiceExists       Code = "invoice_exists"
-	CodeUnauthorized        Code = "unauthorized"
-	CodeTooLarge            Code = "payload_too_large"
-	CodeUnsupportedType     Code = "unsupported_media_type"
-	CodeDokuUnavailable     Code = "doku_unavailable"
-	CodeDokuRejected        Code = "doku_rejected"
-	CodeUnavailable         Code = "unavailable"
-	CodeNotIssued           Code = "invoice_not_issued"
-	CodeBadSignature        Code = "invalid_signature"
-	CodeInvalidNotification Code = "invalid_notification"
-	CodeMethodNotAllowed    Code = "method_not_allowed"
-	CodeRequestInProgress   Code = "request_in_progress"
-	CodeRateLimited         Code = "rate_limited"
-	CodeForbidden           Code = "forbidden"
-	CodeStaleNotification   Code = "stale_notification"
-	CodeAlreadyResolved     Code = "already_resolved"
-	CodeInternal            Code = "internal"
+// The domain's errors: what went wrong in terms of invoices, not of any transport. Callers match them
+// with errors.Is; the HTTP layer keeps the one table from these to statuses and problem codes.
+var (
+	// ErrNotFound: no invoice (or attention item) has the identifier asked for.
+	ErrNotFound = errors.New("not found")
+	// ErrInvoiceExists: the invoice number is taken by an invoice with other details.
+	ErrInvoiceExists = errors.New("the invoice number is taken by another invoice")
+	// ErrRequestInProgress: the invoice's code is being fetched from DOKU right now; retry shortly.
+	ErrRequestInProgress = errors.New("the invoice's payment code is being requested right now")
+	// ErrNotIssued: the invoice has no confirmed payment code yet.
+	ErrNotIssued = errors.New("the invoice has no confirmed payment code yet")
+	// ErrRateLimited: the operation was done moments ago; RetryAfter says when it may be done again.
+	ErrRateLimited = errors.New("done moments ago")
+	// ErrAlreadyResolved: the attention item has been resolved; the first decision stands.
+	ErrAlreadyResolved = errors.New("the attention item has already been resolved")
+	// ErrDokuRejected: DOKU definitely refused; sending the same request again is refused again.
+	ErrDokuRejected = errors.New("DOKU refused the request")
+	// ErrDokuUnavailable: DOKU's answer is unknown or temporary; retry the same request.
+	ErrDokuUnavailable = errors.New("DOKU did not answer")
+	// ErrUnavailable: the database cannot be reached; nothing was changed, retry.
+	ErrUnavailable = errors.New("the database is unavailable")
 )
+
+// Error gives one of the errors above the sentence a person reads (and, for a retry, when): it
+// matches its kind with errors.Is and keeps the fault that caused it for the logs.
+type Error struct {
+	Kind       error
+	Message    string
+	RetryAfter time.Duration
+	Cause      error
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Message + ": " + e.Cause.Error()
+	}
+	return e.Message
+}
+
+// Is makes errors.Is(err, e.Kind) hold.
+func (e *Error) Is(target error) bool { return target == e.Kind }
+
+// Unwrap is the cause, for errors.As and the logs.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Errorf is an error of kind with a formatted sentence.
+func Errorf(kind error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// Message is the sentence err carries for a person: its own for an *Error, else the kind's.
+func Message(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// RetryAfter is when an operation refused by err may succeed, or 0 when err does not say.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
 
 // FieldError names one invalid field of a request, in the JSON path the client sent.
 type FieldError struct {
@@ -39,46 +80,16 @@ type FieldError struct {
 	Message string `json:"message"`
 }
 
-// Error is an error the caller can act on: a code, a human sentence and, for validation, the fields.
-type Error struct {
-	Code    Code
-	Message string
-	Fields  []FieldError
-	// Cause is the underlying fault, for logs; it is never shown to the client.
-	Cause error
-	// RetryAfter, when set, tells the client when a retry can succeed.
-	RetryAfter time.Duration
+// ValidationError is a request with invalid fields, every one of them listed.
+type ValidationError struct {
+	Fields []FieldError
 }
 
-func (e *Error) Error() string {
-	if e.Cause != nil {
-		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Cause)
-	}
-	if len(e.Fields) == 0 {
-		return fmt.Sprintf("%s: %s", e.Code, e.Message)
-	}
-	return fmt.Sprintf("%s: %s (%d field errors)", e.Code, e.Message, len(e.Fields))
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("the request has invalid fields (%d)", len(e.Fields))
 }
 
-func (e *Error) Unwrap() error { return e.Cause }
-
-// Errorf builds an *Error with a formatted message.
-func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+// Invalid is a ValidationError of one field.
+func Invalid(field, message string) *ValidationError {
+	return &ValidationError{Fields: []FieldError{{Field: field, Message: message}}}
 }
-
-// ErrorCode returns the Code of err if it is (or wraps) an *Error, and "" otherwise.
-func ErrorCode(err error) Code {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return ""
-}
-
-// ErrNotFound is returned by stores when no invoice has the requested number.
-var ErrNotFound = &Error{Code: CodeNotFound, Message: "invoice not found"}
-
-// ErrUnavailable is wrapped by stores when the database cannot be reached; callers answer 503 so that
-// the client (or DOKU) retries, and nothing was changed.
-var ErrUnavailable = &Error{Code: CodeUnavailable, Message: "the database is unavailable"}

@@ -16,8 +16,9 @@ const (
 	EventNotification      EventKind = "notification"  // a notification for this invoice and its outcome
 )
 
-// SourceResumer is the background resumer finishing a creating invoice.
-const SourceResumer Source = "resumer"
+// EventKinds lists every kind of history entry.
+var EventKinds = []EventKind{EventCreated, EventStatus, EventPayment, EventPaymentIdentified, EventDokuGenerate,
+	EventDokuCheck, EventNotification}
 
 // Event is one entry of an invoice's history.
 type Event struct {

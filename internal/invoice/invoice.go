@@ -1,6 +1,9 @@
 // Package invoice is the domain of the service: invoices, their payments and the one set of rules that
-// moves an invoice between states. It knows nothing of HTTP, SQL or DOKU's wire format, so the webhook,
-// the reconciler and manual sync all mean the same thing by "paid".
+// moves an invoice between states — what a payment report means, when an invoice expires, when DOKU is
+// asked again. It knows nothing of HTTP, SQL or DOKU's wire format, so the webhook, the reconciler and
+// manual sync all mean the same thing by "paid". Every list of values (statuses, channels, sources,
+// outcomes, attention reasons) is defined here once, with a parser; the schema's CHECK constraints and
+// the API contract's enums are tested against these lists.
 package invoice
 
 import (
@@ -23,8 +26,8 @@ const (
 // Statuses lists every status, in lifecycle order.
 var Statuses = []Status{StatusCreating, StatusPending, StatusPaid, StatusExpired, StatusFailed}
 
-// Valid reports whether s is one of the known statuses.
-func (s Status) Valid() bool { return slices.Contains(Statuses, s) }
+// ParseStatus reads a status, reporting whether it is one.
+func ParseStatus(s string) (Status, bool) { return parse(Statuses, s) }
 
 // Channel is the convenience-store network that issues the payment code.
 type Channel string
@@ -37,8 +40,33 @@ const (
 // Channels lists the supported channels.
 var Channels = []Channel{ChannelAlfa, ChannelIndomaret}
 
-// Valid reports whether c is a supported channel.
-func (c Channel) Valid() bool { return slices.Contains(Channels, c) }
+// ParseChannel reads a channel, reporting whether it is one.
+func ParseChannel(s string) (Channel, bool) { return parse(Channels, s) }
+
+// Source says which path observed a payment or made a change.
+type Source string
+
+const (
+	SourceAPI        Source = "api"
+	SourceWebhook    Source = "webhook"
+	SourceReconciler Source = "reconciler"
+	SourceResumer    Source = "resumer"
+	SourceSync       Source = "sync"
+)
+
+// Sources lists every source.
+var Sources = []Source{SourceAPI, SourceWebhook, SourceReconciler, SourceResumer, SourceSync}
+
+// ParseSource reads a source, reporting whether it is one.
+func ParseSource(s string) (Source, bool) { return parse(Sources, s) }
+
+// parse is the parser of every list: the value if it is in the list.
+func parse[T ~string](list []T, s string) (T, bool) {
+	if slices.Contains(list, T(s)) {
+		return T(s), true
+	}
+	return "", false
+}
 
 // Currency is the only currency DOKU's O2O channels settle in.
 const Currency = "IDR"
@@ -76,12 +104,21 @@ type Invoice struct {
 	ExpiresAt       *time.Time
 	PaidAt          *time.Time
 	PaidAfterExpiry bool
-	// ExpiredByGrace: expired by our grace period while DOKU still said PENDING.
+	// ExpiredByGrace: expired by our grace period while DOKU did not say EXPIRED.
 	ExpiredByGrace bool
 	FailureCode    string
 	FailureMessage string
-	// IssueAttempts counts the DOKU generate attempts claimed for this invoice.
-	IssueAttempts int
+
+	// IssueAttempts counts the DOKU generate attempts claimed for this invoice; NextIssueAt is when
+	// the resumer may try again, and IssueLeaseHeld whether an attempt holds its lease (the lease
+	// itself is timed on the database's clock).
+	IssueAttempts  int
+	NextIssueAt    time.Time
+	IssueLeaseHeld bool
+	// CheckAttempts counts the status checks made; NextCheckAt is when the reconciler checks next,
+	// nil once the invoice can no longer change.
+	CheckAttempts int
+	NextCheckAt   *time.Time
 
 	Payments []Payment
 	// NewEvents are history entries recorded by this change and not stored yet.
@@ -117,12 +154,19 @@ type Payment struct {
 	CreatedAt   time.Time
 }
 
-// Source says which path observed a payment or made a change.
-type Source string
+// ListFilter selects invoices. Empty fields do not filter.
+type ListFilter struct {
+	Status  Status
+	Channel Channel
+	Limit   int
+	Cursor  string
+}
 
-const (
-	SourceAPI        Source = "api"
-	SourceWebhook    Source = "webhook"
-	SourceReconciler Source = "reconciler"
-	SourceSync       Source = "sync"
-)
+// SyncClaim is the outcome of taking an invoice's manual-sync slot: a sync asks DOKU now, so one is
+// allowed per invoice per interval, across every replica.
+type SyncClaim struct {
+	Taken    bool
+	At       time.Time     // when the slot was taken
+	Previous *time.Time    // the sync before (nil: none)
+	Wait     time.Duration // when not taken: how long until the slot is free
+}

@@ -6,12 +6,6 @@ import (
 	"time"
 )
 
-// Outcomes only a notification can have.
-const (
-	OutcomeUnknownInvoice Outcome = "unknown_invoice"
-	OutcomeMalformed      Outcome = "malformed"
-)
-
 // Notification is one verified notification from DOKU as kept in the inbox: the raw body and headers
 // as received, what it did, and how often DOKU delivered it.
 type Notification struct {

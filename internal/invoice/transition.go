@@ -5,60 +5,6 @@ import (
 	"time"
 )
 
-// Outcome is what applying a payment report did. The webhook answers and logs by it, and the
-// notification inbox stores it.
-type Outcome string
-
-const (
-	OutcomeApplied   Outcome = "applied"
-	OutcomeDuplicate Outcome = "duplicate"
-	// OutcomeIdentified: the report names a payment that was already recorded without knowing which
-	// one it was (a status check saw it first); the payment now carries the report's identifiers.
-	OutcomeIdentified      Outcome = "identified"
-	OutcomeAmountMismatch  Outcome = "amount_mismatch"
-	OutcomeChannelMismatch Outcome = "channel_mismatch"
-	OutcomeCodeMismatch    Outcome = "code_mismatch"
-	OutcomeIgnoredStatus   Outcome = "ignored_status"
-	OutcomeNotIssued       Outcome = "not_issued"
-	// OutcomeInvoiceMismatch: a status answer about another invoice than the one asked for.
-	OutcomeInvoiceMismatch Outcome = "invoice_mismatch"
-	// OutcomeUnidentified was given to a reusable code's payment reported with neither a time nor a
-	// store transaction id. Reports are no longer refused for that (see PaymentReport.identity); the
-	// value stays readable in inboxes written before.
-	OutcomeUnidentified Outcome = "unidentified_payment"
-)
-
-// NotificationOutcomes are the outcomes a notification can have in the inbox — the one list that the
-// inbox's SQL CHECK, the API's ?outcome= filter and the contract's enums are tested against.
-var NotificationOutcomes = []Outcome{
-	OutcomeApplied, OutcomeDuplicate, OutcomeIdentified, OutcomeAmountMismatch, OutcomeChannelMismatch,
-	OutcomeCodeMismatch, OutcomeInvoiceMismatch, OutcomeUnidentified, OutcomeIgnoredStatus, OutcomeNotIssued,
-	OutcomeUnknownInvoice, OutcomeMalformed,
-}
-
-// Mismatch reports whether o is a disagreement between DOKU and our record that a person must look
-// at: retrying cannot fix it, and it must never mark the invoice paid.
-func (o Outcome) Mismatch() bool {
-	switch o {
-	case OutcomeAmountMismatch, OutcomeChannelMismatch, OutcomeCodeMismatch, OutcomeInvoiceMismatch, OutcomeUnidentified:
-		return true
-	}
-	return false
-}
-
-// reason is the attention reason of a mismatch outcome.
-func (o Outcome) reason() Reason {
-	switch o {
-	case OutcomeAmountMismatch:
-		return ReasonAmountMismatch
-	case OutcomeChannelMismatch:
-		return ReasonChannelMismatch
-	case OutcomeCodeMismatch:
-		return ReasonCodeMismatch
-	}
-	return ReasonInvoiceMismatch
-}
-
 // DOKU transaction statuses (notifications and check status).
 const (
 	DokuSuccess = "SUCCESS"
@@ -330,6 +276,7 @@ func (inv *Invoice) MarkIssued(is Issued, source Source) bool {
 		return false
 	}
 	inv.moveTo(StatusPending, source, nil)
+	inv.IssueLeaseHeld = false
 	inv.PaymentCode = is.PaymentCode
 	inv.HowToPayPage = is.HowToPayPage
 	inv.HowToPayAPI = is.HowToPayAPI
@@ -345,16 +292,11 @@ func (inv *Invoice) MarkFailed(code, message string, source Source) bool {
 		return false
 	}
 	inv.moveTo(StatusFailed, source, map[string]any{"message": message})
+	inv.IssueLeaseHeld = false
 	inv.FailureCode = code
 	inv.FailureMessage = message
 	return true
 }
-
-// Outcomes of a status check that did not report a payment.
-const (
-	OutcomeExpired   Outcome = "expired"
-	OutcomeUnchanged Outcome = "unchanged"
-)
 
 // ApplyCheck applies what DOKU's check status said, through the same rules as a notification: a
 // SUCCESS is a payment (ApplyPayment); EXPIRED expires a pending invoice; anything else — PENDING,

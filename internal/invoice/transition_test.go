@@ -2,6 +2,7 @@ package invoice
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 )
@@ -209,21 +210,28 @@ func TestMarkIssuedAndFailedOnlyFromCreating(t *testing.T) {
 	}
 }
 
+// testLimits are bounds for these tests (the service's come from its configuration).
+var testLimits = Limits{AmountMin: 10_000, AmountMax: 5_000_000, ExpiryMinMinutes: 5, ExpiryMaxMinutes: 43200, ExpiryDefault: 60}
+
 func TestValidateAppliesDefaultsAndNormalises(t *testing.T) {
-	req := CreateRequest{InvoiceNumber: "INV-1", Channel: "alfa", Amount: json.RawMessage("150000"),
-		Customer: &Customer{Name: "  Taufik  "}, Metadata: json.RawMessage(`{ "a" : 1 }`)}
-	inv, err := req.Validate(DefaultLimits)
+	amount := int64(150000)
+	d := Draft{Number: "INV-1", Channel: "alfa", Amount: &amount, Customer: &Customer{Name: "  Taufik  "}, Metadata: []byte(`{"a":1}`)}
+	inv, err := d.Validate(testLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if inv.ExpiresInMinutes != 60 || inv.Reusable || inv.Customer.Name != "Taufik" || string(inv.Metadata) != `{"a":1}` || inv.Status != StatusCreating {
 		t.Fatalf("unexpected %+v", inv)
 	}
-	lim := DefaultLimits
+	lim := testLimits
 	lim.AmountMin, lim.AmountMax = 1, 999_999_999_999
-	req.Amount = json.RawMessage("999999999999")
-	if _, err := req.Validate(lim); err != nil {
+	amount = 999_999_999_999
+	if _, err := d.Validate(lim); err != nil {
 		t.Fatalf("12-digit amount within configured bounds refused: %v", err)
+	}
+	var invalid *ValidationError
+	if _, err := (Draft{Channel: "ovo"}).Validate(testLimits); !errors.As(err, &invalid) || len(invalid.Fields) != 4 {
+		t.Fatalf("every bad field at once: %v", err)
 	}
 }
 

@@ -36,6 +36,17 @@ func TestCheckConstraintsFollowTheDomainLists(t *testing.T) {
 			t.Errorf("%s allows %v, the domain lists %v", constraint, got, want)
 		}
 	}
+	// A payment's source is one of the sources (the resumer records none).
+	var def string
+	if err := db.Pool.QueryRow(context.Background(),
+		`SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'payments_source_valid'`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`'([^']*)'`).FindAllStringSubmatch(def, -1) {
+		if _, ok := invoice.ParseSource(m[1]); !ok {
+			t.Errorf("payments_source_valid allows %q, which is not a source", m[1])
+		}
+	}
 }
 
 func strings[T ~string](list []T) []string {

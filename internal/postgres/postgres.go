@@ -148,14 +148,15 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return invoice.ErrNotFound
-	}
-	if invoice.ErrorCode(err) != "" {
+	var known *invoice.Error
+	var invalid *invoice.ValidationError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return invoice.Errorf(invoice.ErrNotFound, "invoice not found")
+	case errors.As(err, &known), errors.As(err, &invalid):
 		return err
-	}
-	if unavailable(err) {
-		return fmt.Errorf("%w: %v", invoice.ErrUnavailable, err)
+	case unavailable(err):
+		return &invoice.Error{Kind: invoice.ErrUnavailable, Message: "the database is unavailable", Cause: err}
 	}
 	return fmt.Errorf("postgres: %w", err)
 }

@@ -139,7 +139,7 @@ func TestUpdateErrorWritesNothing(t *testing.T) {
 	if inv.Status != invoice.StatusPending || len(inv.Payments) != 0 {
 		t.Fatalf("a failed update wrote: %+v", inv)
 	}
-	if _, err := s.Update(context.Background(), "INV-NOPE", func(*invoice.Invoice) error { return nil }); invoice.ErrorCode(err) != invoice.CodeNotFound {
+	if _, err := s.Update(context.Background(), "INV-NOPE", func(*invoice.Invoice) error { return nil }); !errors.Is(err, invoice.ErrNotFound) {
 		t.Fatalf("update of unknown invoice: %v", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestDatabaseDownIsUnavailable(t *testing.T) {
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	db.Pool.Close()
-	if _, err := s.Get(context.Background(), "INV-1"); invoice.ErrorCode(err) != invoice.CodeUnavailable {
+	if _, err := s.Get(context.Background(), "INV-1"); !errors.Is(err, invoice.ErrUnavailable) {
 		t.Fatalf("get on a closed pool: %v, want unavailable", err)
 	}
 }
@@ -171,7 +171,7 @@ func TestMigrateDownAndUp(t *testing.T) {
 		t.Fatal("current after down")
 	}
 	s := postgres.NewStore(db.Pool)
-	if err := s.Ready(ctx, m); invoice.ErrorCode(err) != invoice.CodeUnavailable {
+	if err := s.Ready(ctx, m); !errors.Is(err, invoice.ErrUnavailable) {
 		t.Fatalf("ready with an old schema: %v", err)
 	}
 	if _, err := m.Up(ctx); err != nil {
@@ -243,7 +243,7 @@ func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
 	}
 	db.Pool.Reset() // new connections pick the setting up
 	_, _, err := s.Create(ctx, newInvoice("INV-RO"), time.Minute)
-	if invoice.ErrorCode(err) != invoice.CodeUnavailable {
+	if !errors.Is(err, invoice.ErrUnavailable) {
 		t.Fatalf("read-only database: %v, want unavailable", err)
 	}
 	admin, err := pgx.Connect(ctx, pgtest.AdminURL())
@@ -256,7 +256,8 @@ func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
 	}
 	db.Pool.Reset()
 	// A statement the database refuses for what it is (here a constraint) is a fault of ours: 500.
-	if _, _, err := s.Create(ctx, newInvoice("INV 1"), time.Minute); err == nil || invoice.ErrorCode(err) != "" {
+	var known *invoice.Error
+	if _, _, err := s.Create(ctx, newInvoice("INV 1"), time.Minute); err == nil || errors.As(err, &known) {
 		t.Fatalf("check violation: %v, want an internal error", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -36,31 +37,40 @@ type locked struct {
 // snapshot, after the lock is held.
 const (
 	lockRow    = `SELECT id FROM invoices WHERE invoice_number = $1 FOR UPDATE`
-	readLocked = `SELECT ` + invoiceColumns + `, ` + paymentsJSON + ` FROM invoices WHERE invoice_number = $1`
+	readLocked = `SELECT ` + "%s" + ` FROM invoices i WHERE i.invoice_number = $1`
 )
 
-// lockedTx is every row-locked change to an invoice, in two round trips to the database: first
-// BEGIN, the statements of first, and the lock and read of the invoice (skipped when number is empty);
-// then decide, with the invoice (nil when there is none), returns the statements that store its
-// decision, sent with COMMIT. No other work happens while the transaction is open, and an error
-// anywhere rolls everything back. Round trips, not statements, were the service's largest cost on
-// the hot paths (see make bench).
-func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decide func(*locked) ([]stmt, error)) (err error) {
+var readLockedSQL = fmt.Sprintf(readLocked, invoiceColumns)
+
+// lockedTx is every multi-statement change, in two round trips to the database: first BEGIN, the
+// statements of first, and the lock and read of the invoice (skipped when number is empty); then
+// decide, with the invoice (nil when there is none), returns the statements that store its decision,
+// sent with COMMIT. No other work happens while the transaction is open, and an error anywhere rolls
+// everything back. Round trips, not statements, were the service's largest cost on the hot paths.
+func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decide func(*locked) ([]stmt, error)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return classify(err)
 	}
-	open := false
-	defer func() {
-		if open {
-			// Best effort, bounded: a connection left inside a transaction is destroyed by the pool.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_, _ = conn.Exec(rctx, "ROLLBACK")
-			cancel()
+	defer conn.Release()
+	inv, err := begin(ctx, conn, number, first)
+	if err == nil {
+		var then []stmt
+		if then, err = decide(inv); err == nil {
+			err = commit(ctx, conn, then)
 		}
-		conn.Release()
-	}()
+	}
+	if err != nil {
+		// Best effort, bounded: a connection left inside a transaction is destroyed by the pool.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = conn.Exec(rctx, "ROLLBACK")
+		cancel()
+	}
+	return err
+}
 
+// begin is the first round trip: BEGIN, first's statements, and the invoice locked and read.
+func begin(ctx context.Context, conn *pgxpool.Conn, number string, first []stmt) (*locked, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	for _, st := range first {
@@ -68,59 +78,62 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 	}
 	if number != "" {
 		b.Queue(lockRow, number)
-		b.Queue(readLocked, number)
+		b.Queue(readLockedSQL, number)
 	}
 	br := conn.SendBatch(ctx, b)
-	open = true
-	var inv *locked
-	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if err := runResults(br, first); err != nil {
-			return err
-		}
-		if number == "" {
-			return nil
-		}
-		var id int64
-		if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		read, err := scanInvoiceWithPayments(br.QueryRow())
-		if err == nil {
-			inv = &locked{Invoice: read, readState: mutableState(read), readPayments: len(read.Payments)}
-			for _, p := range read.Payments {
-				inv.readKeys = append(inv.readKeys, p.DedupeKey)
-			}
-		} else if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		return nil
-	}()
+	inv, err := readBegun(br, number, first)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return classify(err)
-	}
+	return inv, classify(err)
+}
 
-	then, err := decide(inv)
-	if err != nil {
-		return err
+func readBegun(br pgx.BatchResults, number string, first []stmt) (*locked, error) {
+	if _, err := br.Exec(); err != nil {
+		return nil, err
 	}
+	if err := runResults(br, first); err != nil {
+		return nil, err
+	}
+	if number == "" {
+		return nil, nil
+	}
+	var id int64
+	if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	read, err := pgx.CollectExactlyOneRow(rows, scanInvoice)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := &locked{Invoice: read, readState: mutableState(read), readPayments: len(read.Payments)}
+	for _, p := range read.Payments {
+		l.readKeys = append(l.readKeys, p.DedupeKey)
+	}
+	return l, nil
+}
+
+// commit is the second round trip: the decision's statements and COMMIT.
+func commit(ctx context.Context, conn *pgxpool.Conn, then []stmt) error {
 	for _, st := range then {
 		if st.err != nil {
 			return st.err
 		}
 	}
-	b = &pgx.Batch{}
+	b := &pgx.Batch{}
 	for _, st := range then {
 		b.Queue(st.sql, st.args...)
 	}
 	b.Queue("COMMIT")
-	br = conn.SendBatch(ctx, b)
-	err = runResults(br, then)
+	br := conn.SendBatch(ctx, b)
+	err := runResults(br, then)
 	if err == nil {
 		// A COMMIT of a transaction that failed answers ROLLBACK, not an error.
 		var tag pgconn.CommandTag
@@ -131,11 +144,7 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return classify(err)
-	}
-	open = false
-	return nil
+	return classify(err)
 }
 
 // runResults reads one result per statement, in order.

@@ -147,8 +147,9 @@ func resolveBySystem(r invoice.Resolution) stmt {
 		WHERE key = @key AND state = 'open'`, args: []any{pgx.NamedArgs{"key": r.Key, "note": r.Note}}}
 }
 
-// updateInvoice writes the invoice's state, and keeps it on the reconciler's schedule while it may
-// still change; a final invoice leaves the queue.
+// updateInvoice writes the invoice's state as the decision left it — its next status check and next
+// issue attempt included, which the caller planned. An issue lease is only ever given up here (its
+// time is the database's, set by the claims).
 func (s *Store) updateInvoice(inv *invoice.Invoice, now time.Time) stmt {
 	var paymentCode *string
 	if inv.PaymentCode != "" {
@@ -159,36 +160,35 @@ func (s *Store) updateInvoice(inv *invoice.Invoice, now time.Time) stmt {
 		UPDATE invoices SET status = @status, payment_code = @payment_code, how_to_pay_page = @page,
 			how_to_pay_api = @api, expires_at = @expires_at, paid_at = @paid_at, paid_after_expiry = @after_expiry,
 			failure_code = @failure_code, failure_message = @failure_message, updated_at = @now,
-			expired_by_grace = @by_grace,
-			issue_lease_until = CASE WHEN @status = 'creating' THEN issue_lease_until END,
-			next_check_at = CASE
-				WHEN @status = 'pending' OR (` + stillChanging("@status", "reusable", "@by_grace::bool", "@expires_at::timestamptz") + `)
-					THEN coalesce(next_check_at, now() + @first_check * interval '1 microsecond')
-				END
+			expired_by_grace = @by_grace, next_check_at = @next_check_at, next_issue_at = @next_issue_at,
+			issue_lease_until = CASE WHEN @lease_held THEN issue_lease_until END
 		WHERE id = @id`,
 		args: []any{pgx.NamedArgs{"id": inv.ID, "status": inv.Status, "payment_code": paymentCode, "page": inv.HowToPayPage,
 			"api": inv.HowToPayAPI, "expires_at": inv.ExpiresAt, "paid_at": inv.PaidAt, "after_expiry": inv.PaidAfterExpiry,
 			"failure_code": inv.FailureCode, "failure_message": inv.FailureMessage, "now": now, "by_grace": inv.ExpiredByGrace,
-			"first_check": s.FirstCheck.Microseconds()}}}
+			"next_check_at": inv.NextCheckAt, "next_issue_at": inv.NextIssueAt, "lease_held": inv.IssueLeaseHeld}}}
 }
 
-// state is the part of an invoice Update may change; comparing it tells whether to write.
+// state is the part of an invoice a decision may change; comparing it tells whether to write.
 type state struct {
 	status                           invoice.Status
 	code, page, api, failCode, failM string
-	expiresAt, paidAt                time.Time
-	afterExpiry, byGrace             bool
+	expiresAt, paidAt, nextCheckAt   time.Time
+	nextIssueAt                      time.Time
+	afterExpiry, byGrace, leaseHeld  bool
 }
 
 func mutableState(inv *invoice.Invoice) state {
 	st := state{status: inv.Status, code: inv.PaymentCode, page: inv.HowToPayPage, api: inv.HowToPayAPI,
 		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry,
-		byGrace: inv.ExpiredByGrace}
-	if inv.ExpiresAt != nil {
-		st.expiresAt = *inv.ExpiresAt
-	}
-	if inv.PaidAt != nil {
-		st.paidAt = *inv.PaidAt
+		byGrace: inv.ExpiredByGrace, nextIssueAt: inv.NextIssueAt, leaseHeld: inv.IssueLeaseHeld}
+	for _, t := range []struct {
+		from *time.Time
+		to   *time.Time
+	}{{inv.ExpiresAt, &st.expiresAt}, {inv.PaidAt, &st.paidAt}, {inv.NextCheckAt, &st.nextCheckAt}} {
+		if t.from != nil {
+			*t.to = *t.from
+		}
 	}
 	return st
 }

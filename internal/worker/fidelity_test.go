@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -90,8 +91,7 @@ func TestReusablePaymentsAgainstDokusDocumentedCheckStatus(t *testing.T) {
 // past its expiry and the grace period is expired, and money that comes later is still recorded,
 // paid after expiry, and shown to a person.
 func TestExpiryOnOurClockWhateverDokuAnswers(t *testing.T) {
-	s := apitest.New(t, apitest.Options{})
-	s.Service.ExpiryGrace = time.Hour
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.ExpiryGrace = time.Hour }})
 	for i, fault := range []dokusim.Faults{
 		{FailNext: 100, FailStatus: 404, FailMessage: "Order not found"},
 		{FailNext: 100, FailStatus: 500},

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -10,17 +11,10 @@ import (
 	"github.com/merchant/o2o/internal/metrics"
 )
 
-// CheckClaimer hands out invoices whose status check is due, each rescheduled as it is claimed
-// (postgres.Store).
-type CheckClaimer interface {
-	ClaimDueChecks(ctx context.Context, limit int, schedule []time.Duration, grace time.Duration) ([]*invoice.Invoice, error)
-}
-
-// DefaultSchedule is the wait before each status check of an invoice: the first no sooner than a
-// minute after the code is issued (DOKU asks for 60 s after a payment), then growing. The last entry
-// repeats until the invoice is final.
-var DefaultSchedule = []time.Duration{
-	time.Minute, 2 * time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour,
+// Checker is what the reconciler needs of the service (service.Service).
+type Checker interface {
+	ClaimChecks(ctx context.Context, n int) ([]*invoice.Invoice, error)
+	Check(ctx context.Context, inv *invoice.Invoice, source invoice.Source) (invoice.Outcome, *invoice.Invoice, error)
 }
 
 // Reconciler polls DOKU's check status for invoices that are not final, because DOKU retries a
@@ -28,15 +22,13 @@ var DefaultSchedule = []time.Duration{
 // an unpaid code expires here. Results go through Service.Check — the same transition the webhook
 // uses — so a payment seen by both is recorded once.
 type Reconciler struct {
-	Claimer CheckClaimer
-	Service *invoice.Service
+	Service Checker
 	Log     zerolog.Logger
 	Metrics *metrics.Metrics
 
-	Interval    time.Duration   // how often to look for due checks
-	Batch       int             // invoices checked per round at most
-	Concurrency int             // check-status calls in flight at once: invoices are claimed this many at a time
-	Schedule    []time.Duration // wait before the 1st, 2nd, … check; the last repeats
+	Interval    time.Duration // how often to look for due checks
+	Batch       int           // invoices checked per round at most
+	Concurrency int           // check-status calls in flight at once: invoices are claimed this many at a time
 }
 
 // Run reconciles every Interval until ctx is cancelled.
@@ -46,9 +38,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // RunOnce claims one batch of due invoices and checks each once. It returns how many changed.
 func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
-	claim := func(n int) ([]*invoice.Invoice, error) {
-		return r.Claimer.ClaimDueChecks(ctx, n, r.Schedule, r.Service.ExpiryGrace)
-	}
+	claim := func(n int) ([]*invoice.Invoice, error) { return r.Service.ClaimChecks(ctx, n) }
 	changed, err := inWaves(r.Batch, r.Concurrency, claim, func(inv *invoice.Invoice) bool {
 		log := r.Log.With().Str("invoice_number", inv.Number).Logger()
 		outcome, out, err := r.Service.Check(ctx, inv, invoice.SourceReconciler)
@@ -81,10 +71,10 @@ func checkResult(outcome invoice.Outcome, err error) string {
 	case outcome == invoice.OutcomeExpired:
 		return "expired"
 	case err != nil:
-		switch invoice.ErrorCode(err) {
-		case invoice.CodeDokuRejected:
+		switch {
+		case errors.Is(err, invoice.ErrDokuRejected):
 			return "doku_rejected"
-		case invoice.CodeDokuUnavailable:
+		case errors.Is(err, invoice.ErrDokuUnavailable):
 			return "doku_unavailable"
 		}
 		return "store_failed"

@@ -9,17 +9,16 @@ import (
 	"time"
 
 	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/doku"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/service"
 )
 
 func status(t *testing.T, s *apitest.Stack, number string) (invoice.Status, string) {
 	t.Helper()
-	inv, err := s.Store.Get(context.Background(), number)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := s.Get(number)
 	return inv.Status, inv.PaymentCode
 }
 
@@ -54,23 +53,21 @@ func TestTimeoutThenRetryGivesOneCode(t *testing.T) {
 // resumer (or a client retry) then recovers the very code DOKU issued.
 func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 	s := apitest.New(t, apitest.Options{})
-	s.Service.IssueLease = 200 * time.Millisecond
 	ctx := context.Background()
 	client := doku.New(doku.Config{BaseURL: s.SimURL, ClientID: apitest.ClientID, SecretKey: apitest.SecretKey})
 
 	crash := func(number string) string {
-		// Exactly what Service.Create does up to the DOKU call, and then nothing: the "process"
-		// is gone before the store step.
-		var req invoice.CreateRequest
-		req.InvoiceNumber, req.Channel, req.Amount = number, "alfa", []byte("150000")
-		req.Customer = &invoice.Customer{Name: "Taufik Ismail"}
-		inv, err := req.Validate(invoice.DefaultLimits)
+		// Exactly what the service does on create up to the DOKU call — with a short lease — and
+		// then nothing: the "process" is gone before the store step.
+		amount := int64(150000)
+		inv, err := invoice.Draft{Number: number, Channel: "alfa", Amount: &amount,
+			Customer: &invoice.Customer{Name: "Taufik Ismail"}}.Validate(s.App.Config.Limits())
 		if err != nil {
 			t.Fatal(err)
 		}
 		inv.DokuRequestID = number + "-request-id"
 		inv.DokuRequestBody, _ = doku.GenerateBody(inv, apitest.BodyDefaults)
-		stored, _, err := s.Store.Create(ctx, inv, s.Service.IssueLease)
+		stored, _, err := s.App.Store.Create(ctx, inv, 200*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +91,7 @@ func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 	}
 
 	time.Sleep(250 * time.Millisecond)
-	n, err := s.Resumer(5).RunOnce(ctx)
+	n, err := s.Resumer().RunOnce(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("resumer finished %d, err %v", n, err)
 	}
@@ -169,13 +166,14 @@ func TestConcurrentIdenticalCreatesCallDokuOnce(t *testing.T) {
 
 // DOKU keeps failing: the resumer retries with backoff, stops at the cap, and never calls again.
 func TestResumerBacksOffAndStopsAtTheCap(t *testing.T) {
-	s := apitest.New(t, apitest.Options{})
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) {
+		c.ResumerMaxAttempts, c.ResumerBaseBackoff, c.ResumerMaxBackoff = 4, 30*time.Millisecond, 30*time.Millisecond
+	}})
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1000, FailStatus: 503})
 	if r := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice("INV-DOWN", "alfa"), nil); r.Status != 503 {
 		t.Fatalf("create with DOKU down: %d", r.Status)
 	}
-	r := s.Resumer(4)
-	r.BaseBackoff, r.MaxBackoff = 30*time.Millisecond, 30*time.Millisecond
+	r := s.Resumer()
 	ctx := context.Background()
 	// The request's attempt scheduled the next one a lease later; bring it forward.
 	if _, err := s.DB.Pool.Exec(ctx, `UPDATE invoices SET next_issue_at = now()`); err != nil {
@@ -212,9 +210,9 @@ func TestTwoResumersNeverDoubleCall(t *testing.T) {
 	if _, err := s.DB.Pool.Exec(context.Background(), `UPDATE invoices SET next_issue_at = now()`); err != nil {
 		t.Fatal(err)
 	}
-	a, b := s.Resumer(10), s.Resumer(10)
+	a, b := *s.Resumer(), *s.Resumer() // two replicas' resumers over one database
 	a.Batch, b.Batch = 7, 7
-	replicas(t, 10, a, b)
+	replicas(t, 10, &a, &b)
 	if calls := s.Sim.GenerateCalls() - before; calls != n {
 		t.Fatalf("two resumers made %d DOKU calls for %d invoices", calls, n)
 	}
@@ -247,8 +245,7 @@ func replicas(t *testing.T, rounds int, workers ...interface {
 // held on a lease that runs out while it waits, so a client retry in the meantime cannot lead to two
 // DOKU calls for it.
 func TestResumerClaimsOnlyWhatItCallsNow(t *testing.T) {
-	s := apitest.New(t, apitest.Options{})
-	s.Service.IssueLease = 300 * time.Millisecond
+	s := apitest.New(t, apitest.Options{Adjust: func(c *service.Config) { c.Issue.Lease = 300 * time.Millisecond }})
 	const n = 6
 	s.Sim.SetFaults(dokusim.Faults{FailNext: n, FailStatus: 503})
 	for i := 0; i < n; i++ {
@@ -261,7 +258,7 @@ func TestResumerClaimsOnlyWhatItCallsNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.Sim.GenerateCalls()
-	r := s.Resumer(100)
+	r := *s.Resumer()
 	r.Concurrency, r.Batch = 1, n
 	done := make(chan struct{})
 	go func() {

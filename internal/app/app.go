@@ -1,0 +1,189 @@
+// Package app builds the whole service from its configuration — the database pool and store, the DOKU
+// client, the application service, the HTTP handler, the workers, the metrics — and runs it. It is
+// the one place where those pieces meet: cmd/o2o runs what New builds, and the tests and the
+// benchmark build it the same way, so they run what production runs.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/merchant/o2o/internal/config"
+	"github.com/merchant/o2o/internal/doku"
+	"github.com/merchant/o2o/internal/httpapi"
+	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/metrics"
+	"github.com/merchant/o2o/internal/postgres"
+	"github.com/merchant/o2o/internal/service"
+	"github.com/merchant/o2o/internal/worker"
+)
+
+// App is the service, assembled.
+type App struct {
+	Config     config.Config
+	Log        zerolog.Logger
+	Pool       *pgxpool.Pool
+	Metrics    *metrics.Metrics
+	Service    *service.Service
+	Handler    http.Handler
+	Resumer    *worker.Resumer
+	Reconciler *worker.Reconciler
+
+	// Store is the store under the service, for tests that set up what no request could (a process
+	// that died between DOKU's answer and the store step); nothing in the service uses it directly.
+	Store *postgres.Store
+
+	migrator *postgres.Migrator
+	closeDB  func()
+}
+
+// Options are what a caller may provide instead of what the configuration describes.
+type Options struct {
+	// Pool, when set, is the database to use (the tests' own); otherwise one is opened from
+	// DATABASE_URL, waiting up to DB_STARTUP_TIMEOUT for it to answer.
+	Pool *pgxpool.Pool
+	// Gateway, when set, stands in for DOKU (the benchmark's database-only baseline).
+	Gateway service.Gateway
+	// Adjust, when set, changes what the service decides by before it is built: tests shorten the
+	// leases the configuration derives from DOKU_TIMEOUT.
+	Adjust func(*service.Config)
+}
+
+// New builds the service from cfg (already validated). Close it when done.
+func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) (*App, error) {
+	a := &App{Config: cfg, Log: log, Pool: o.Pool, closeDB: func() {}}
+	if a.Pool == nil {
+		pool, err := OpenDatabase(ctx, cfg.Database, log)
+		if err != nil {
+			return nil, err
+		}
+		a.Pool, a.closeDB = pool, pool.Close
+	}
+	m, err := postgres.NewMigrator(a.Pool)
+	if err != nil {
+		a.closeDB()
+		return nil, err
+	}
+	a.migrator = m
+	a.Metrics = metrics.New(a.Pool)
+	a.Store = postgres.NewStore(a.Pool)
+	a.Metrics.WatchAttention(a.Store.OpenAttention)
+
+	gateway := o.Gateway
+	if gateway == nil {
+		gateway = doku.New(doku.Config{
+			BaseURL: cfg.DokuBaseURL, ClientID: cfg.DokuClientID, SecretKey: cfg.DokuSecretKey.Value(), Timeout: cfg.DokuTimeout,
+			// As many idle connections as the service can have calls in flight, or they are redialled.
+			MaxConns: int(cfg.DBMaxConns) * 4, Metrics: a.Metrics, Logger: log,
+			Defaults: doku.BodyDefaults{Info: cfg.DokuDefaultInfo, CustomerEmail: cfg.DokuDefaultCustomerEmail,
+				ReceiptFooter: cfg.DokuDefaultReceiptFooter},
+		})
+	}
+	scfg := serviceConfig(cfg)
+	if o.Adjust != nil {
+		o.Adjust(&scfg)
+	}
+	a.Service = service.New(scfg, countingStore{Store: a.Store, m: a.Metrics}, gateway)
+
+	keys, _ := cfg.Keys() // validated
+	apiKeys := make([]httpapi.APIKey, len(keys))
+	for i, k := range keys {
+		apiKeys[i] = httpapi.APIKey{Name: k.Name, Digest: k.Digest}
+	}
+	a.Handler = httpapi.NewServer(httpapi.Config{
+		APIKeys: apiKeys, NotificationPath: cfg.DokuNotificationPath, MaxBodyBytes: cfg.MaxBodyBytes,
+		Webhook:      httpapi.WebhookConfig{AllowedNetworks: cfg.AllowedNetworks(), MaxAge: cfg.WebhookMaxAge},
+		ServeMetrics: cfg.MetricsAddr == "",
+	}, httpapi.Deps{
+		Service:       a.Service,
+		Notifications: doku.Verifier{ClientID: cfg.DokuClientID, Secret: []byte(cfg.DokuSecretKey.Value()), Target: cfg.DokuNotificationPath},
+		Ready:         a.Ready,
+		Logger:        log,
+		Metrics:       a.Metrics,
+	})
+	a.Resumer = &worker.Resumer{Service: a.Service, Log: log.With().Str("worker", "resumer").Logger(), Metrics: a.Metrics,
+		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency}
+	a.Reconciler = &worker.Reconciler{Service: a.Service, Log: log.With().Str("worker", "reconciler").Logger(), Metrics: a.Metrics,
+		Interval: cfg.ReconcileInterval, Batch: cfg.ReconcileBatch, Concurrency: cfg.ReconcileConcurrency}
+	return a, nil
+}
+
+// serviceConfig is what the service decides by, from the configuration.
+func serviceConfig(cfg config.Config) service.Config {
+	// One DOKU call may hold an invoice this long: it must outlast the client's timeout, or a slow
+	// call could overlap the next holder's.
+	lease := cfg.DokuTimeout + 5*time.Second
+	return service.Config{
+		Limits: cfg.Limits(),
+		Issue: invoice.IssuePolicy{Lease: lease, ResumeAfter: lease, BaseBackoff: cfg.ResumerBaseBackoff,
+			MaxBackoff: cfg.ResumerMaxBackoff, MaxAttempts: cfg.ResumerMaxAttempts},
+		Check: invoice.CheckPolicy{Schedule: cfg.ReconcileSchedule, Grace: cfg.ExpiryGrace, Window: cfg.ReconcileWindow},
+		// A claimed check may take a DOKU call and its store step before it plans the next one.
+		CheckLease:   lease + cfg.DBStatementTimeout,
+		SyncInterval: cfg.SyncMinInterval,
+		StoreTimeout: cfg.DBStatementTimeout,
+	}
+}
+
+// Migrate applies every pending migration and returns the names of those it applied.
+func (a *App) Migrate(ctx context.Context) ([]string, error) { return a.migrator.Up(ctx) }
+
+// Ready reports whether the service can do its work: the database answers and its schema is current.
+func (a *App) Ready(ctx context.Context) error { return a.Store.Ready(ctx, a.migrator) }
+
+// Close releases the database; a hung database does not hold it past a second.
+func (a *App) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if !within(ctx, func() { a.migrator.Close(); a.closeDB() }) {
+		a.Log.Warn().Msg("database connections still busy at exit; leaving them")
+	}
+}
+
+// OpenDatabase connects a pool and waits (bounded by DB_STARTUP_TIMEOUT) for the database to answer,
+// so the service can start alongside its database (docker compose, a rolling deploy) instead of
+// crashing on the first try. A failure that waiting cannot mend (no such database, refused
+// credentials) ends the wait at once.
+func OpenDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (*pgxpool.Pool, error) {
+	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), postgres.PoolOptions{MaxConns: db.DBMaxConns,
+		StatementTimeout: db.DBStatementTimeout, LockTimeout: db.DBLockTimeout, IdleInTxTimeout: db.DBIdleInTxTimeout})
+	if err != nil {
+		return nil, err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, db.DBStartupTimeout)
+	defer cancel()
+	for {
+		err = pool.Ping(waitCtx)
+		if err == nil {
+			return pool, nil
+		}
+		if why := postgres.Permanent(err); why != "" {
+			pool.Close()
+			return nil, fmt.Errorf("database: %s", why)
+		}
+		log.Warn().Err(err).Msg("database not answering yet")
+		select {
+		case <-waitCtx.Done():
+			pool.Close()
+			return nil, fmt.Errorf("database did not answer within DB_STARTUP_TIMEOUT (%s): %w", db.DBStartupTimeout, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// within runs fn and reports whether it returned before ctx ended; if not, fn is left running.
+func within(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

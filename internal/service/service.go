@@ -1,0 +1,105 @@
+// Package service is the application service: the one door into the domain. Everything the HTTP API
+// and the background workers do with invoices goes through it — create, read, sync, receive a
+// notification, resume, reconcile, resolve — so every path follows the same rules, and nothing
+// reaches the store around it. It orchestrates the domain (package invoice), the store and DOKU; it
+// keeps no transaction open while DOKU is called.
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/merchant/o2o/internal/invoice"
+)
+
+// Store persists invoices. Update runs fn under the invoice's row lock and stores what fn changed;
+// implementations must not call out to anything else while the lock is held. The store decides no
+// policy: leases, waits and limits are passed in.
+type Store interface {
+	// Create inserts inv holding its issue lease for lease, or returns the invoice that has its number.
+	Create(ctx context.Context, inv *invoice.Invoice, lease time.Duration) (stored *invoice.Invoice, created bool, err error)
+	// ClaimIssue takes the issue lease of a creating invoice if nobody holds it (ok false otherwise);
+	// the resumer leaves it alone for resumeAfter.
+	ClaimIssue(ctx context.Context, number string, lease, resumeAfter time.Duration) (inv *invoice.Invoice, ok bool, err error)
+	// ClaimDueIssues takes the issue leases of up to limit creating invoices due for another attempt
+	// that have had fewer than maxAttempts.
+	ClaimDueIssues(ctx context.Context, limit int, lease time.Duration, maxAttempts int) ([]*invoice.Invoice, error)
+	// ClaimDueChecks hands out up to limit invoices whose status check is due, each held (its next
+	// check moved lease ahead) so that no other replica checks it meanwhile.
+	ClaimDueChecks(ctx context.Context, limit int, lease time.Duration) ([]*invoice.Invoice, error)
+	// ClaimSync takes the invoice's manual-sync slot if the last sync was at least interval ago;
+	// ReleaseSync gives it back.
+	ClaimSync(ctx context.Context, number string, interval time.Duration) (invoice.SyncClaim, error)
+	ReleaseSync(ctx context.Context, number string, c invoice.SyncClaim) error
+	// RecordNotification keeps n in the inbox and applies it (apply nil: unreadable) in one
+	// transaction, exactly once per notification (its Request-Id and body digest).
+	RecordNotification(ctx context.Context, n *invoice.Notification, apply func(*invoice.Invoice) invoice.Outcome) (invoice.Outcome, *invoice.Invoice, bool, error)
+	Update(ctx context.Context, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error)
+
+	Get(ctx context.Context, number string) (*invoice.Invoice, error)
+	List(ctx context.Context, f invoice.ListFilter) (items []*invoice.Invoice, nextCursor string, err error)
+	Events(ctx context.Context, number string) ([]invoice.Event, error)
+	ListNotifications(ctx context.Context, f invoice.NotificationFilter) ([]*invoice.Notification, string, error)
+	ListAttention(ctx context.Context, f invoice.AttentionFilter) ([]*invoice.Attention, string, error)
+	ResolveAttention(ctx context.Context, id int64, by, note string) (*invoice.Attention, error)
+}
+
+// Gateway issues payment codes and answers status checks (DOKU). Its errors are
+// invoice.ErrDokuRejected for a definite refusal and invoice.ErrDokuUnavailable otherwise.
+type Gateway interface {
+	// RequestBody is the exact request for inv, built once and stored with it.
+	RequestBody(inv *invoice.Invoice) ([]byte, error)
+	// Issue sends inv's stored Request-Id and body and returns the issued code.
+	Issue(ctx context.Context, inv *invoice.Invoice) (invoice.Issued, error)
+	// Check asks for an invoice's status (DokuStatus PENDING, SUCCESS, EXPIRED or FAILED); the report
+	// is anonymous (api/DOKU.md §5).
+	Check(ctx context.Context, invoiceNumber string) (invoice.PaymentReport, error)
+}
+
+// Config is what the service decides by; it comes whole from the configuration.
+type Config struct {
+	Limits invoice.Limits
+	Issue  invoice.IssuePolicy
+	Check  invoice.CheckPolicy
+	// CheckLease is how long a claimed check holds its invoice: past it, another replica may check.
+	CheckLease time.Duration
+	// SyncInterval is the least time between two manual syncs of one invoice.
+	SyncInterval time.Duration
+	// StoreTimeout bounds the store step that records DOKU's answer, which runs detached from the
+	// caller's cancellation so that an answer is not lost to a client hanging up.
+	StoreTimeout time.Duration
+}
+
+// Service is the application service. Build it with New; it is safe for concurrent use.
+type Service struct {
+	cfg          Config
+	store        Store
+	gateway      Gateway
+	now          func() time.Time
+	newRequestID func() string
+}
+
+// New returns the service over store and gateway, deciding by cfg.
+func New(cfg Config, store Store, gateway Gateway) *Service {
+	return &Service{cfg: cfg, store: store, gateway: gateway, now: time.Now, newRequestID: uuid.NewString}
+}
+
+// update is every row-locked change: fn decides, and the invoice's check schedule is kept true to
+// what the change made of it.
+func (s *Service) update(ctx context.Context, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error) {
+	return s.store.Update(ctx, number, func(cur *invoice.Invoice) error {
+		if err := fn(cur); err != nil {
+			return err
+		}
+		cur.KeepSchedule(s.now(), s.cfg.Check)
+		return nil
+	})
+}
+
+// detached is ctx for the store step after a DOKU call: free of the caller's cancellation (an answer
+// DOKU gave is recorded even if the client hung up), bounded by StoreTimeout of its own.
+func (s *Service) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
+}
