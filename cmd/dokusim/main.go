@@ -67,18 +67,27 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, stdout io.Writer) error {
+// loadConfig reads the environment.
+func loadConfig() (config, error) {
 	// The secret may come as a file (Docker and Kubernetes secrets), as the service's may.
 	if file := os.Getenv("DOKU_SECRET_KEY_FILE"); file != "" && os.Getenv("DOKU_SECRET_KEY") == "" {
 		raw, err := os.ReadFile(file)
 		if err != nil {
-			return errors.New("config: DOKU_SECRET_KEY_FILE: cannot read the file it names")
+			return config{}, errors.New("config: DOKU_SECRET_KEY_FILE: cannot read the file it names")
 		}
 		os.Setenv("DOKU_SECRET_KEY", strings.TrimSpace(string(raw)))
 	}
 	var cfg config
 	if err := envconfig.Process("", &cfg); err != nil {
-		return errors.New("config: " + strings.TrimPrefix(err.Error(), "envconfig.Process: "))
+		return config{}, errors.New("config: " + strings.TrimPrefix(err.Error(), "envconfig.Process: "))
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, stdout io.Writer) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
 	}
 	var w io.Writer = stdout
 	if cfg.LogFormat == "console" {

@@ -174,6 +174,7 @@ func TestComposeHealthchecksRunWhatTheImageHas(t *testing.T) {
 func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
 
 func TestEnvExampleNamesOnlyRealSettings(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../.env.example")
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +219,7 @@ func TestEnvExampleNamesOnlyRealSettings(t *testing.T) {
 // hides it, makes that build fail here as it would in Docker. The final stage is checked to run the
 // built service as nonroot from files the build stage produced.
 func TestDockerfileCopiesWhatTheBuildNeeds(t *testing.T) {
+	t.Parallel()
 	const repo = "../../"
 	stages := dockerfileStages(t, repo+"Dockerfile")
 	if len(stages) < 2 {
@@ -736,6 +738,7 @@ func shellQuoteForDocker(words []string) string {
 // The README's configuration table is the operator's reference: every setting the service reads is
 // in it with its real default, and it names nothing the service does not read.
 func TestReadmeConfigTableMatchesConfig(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -804,6 +807,7 @@ func collectDefaults(t reflect.Type, into map[string]string) {
 
 // The repository stands alone: no file refers to a path outside it (a clone has nothing beside it).
 func TestNoFileRefersOutsideTheRepository(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("git", "-C", "../..", "ls-files", "--cached", "--others", "--exclude-standard").Output()
 	if err != nil {
 		t.Fatalf("git ls-files: %v", err)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,6 +149,9 @@ func New(t testing.TB, opts Options) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
+	if err := a.SyncEndpoints(context.Background()); err != nil { // as Run does before it serves
+		t.Fatal(err)
+	}
 	s.App, s.Service, s.Metrics, handler = a, a.Service, a.Metrics, a.Handler
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: t, Base: http.DefaultTransport}}
 	return s
@@ -165,54 +167,58 @@ type Response struct {
 // Dump is the whole response as text, headers included.
 func (r Response) Dump() string { return fmt.Sprint(r.Header) + "\n" + string(r.Body) }
 
-// JSON decodes the body into a generic map.
-func (r Response) JSON(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("response is not a JSON object: %v\n%s", err, r.Body)
-	}
-	return m
+// Request is one request to the service.
+type Request struct {
+	Method, Path string
+	// Body is sent as is, with Content-Type: application/json, when non-nil (an empty non-nil body
+	// is sent empty, with the header).
+	Body []byte
+	// Stream is sent instead of Body, without a Content-Length (chunked), with the same
+	// Content-Type: for tests of bodies whose length the server cannot know up front.
+	Stream io.Reader
+	// Key is the bearer API key sent; APIKey when "".
+	Key string
+	// NoKey sends no Authorization header at all.
+	NoKey bool
+	// Header holds extra headers, set after the defaults above (so they can replace them, e.g. an
+	// Authorization of another scheme or a Content-Type).
+	Header http.Header
 }
 
-// Do sends a request to the service. body may be nil, a string/[]byte (sent as is) or a value
-// (marshalled). The API key is added unless headers set Authorization (use "" to send none).
-func (s *Stack) Do(method, path string, body any, headers map[string]string) Response {
+// Send sends a request to the service through the contract check and returns its answer.
+func (s *Stack) Send(r Request) Response {
 	s.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case io.Reader:
-		rd = b // streamed: no Content-Length
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
+	var body io.Reader
+	switch {
+	case r.Stream != nil:
+		// Hidden behind a plain io.Reader: net/http sets a Content-Length for the readers it knows.
+		body = struct{ io.Reader }{r.Stream}
+	case r.Body != nil:
+		body = bytes.NewReader(r.Body)
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+	req, err := http.NewRequest(r.Method, s.URL+r.Path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+APIKey)
+	if !r.NoKey {
+		key := r.Key
+		if key == "" {
+			key = APIKey
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	for k, v := range headers {
-		if v == "" {
-			req.Header.Del(k)
-		} else {
-			req.Header.Set(k, v)
+	for k, vs := range r.Header {
+		req.Header.Del(k)
+		for _, v := range vs {
+			req.Header.Add(k, v)
 		}
 	}
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Fatalf("%s %s: %v", r.Method, r.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -222,42 +228,104 @@ func (s *Stack) Do(method, path string, body any, headers map[string]string) Res
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 }
 
-// Invoice is a valid create request for number on channel; tweak the map for variants.
-func Invoice(number, channel string) map[string]any {
-	req := map[string]any{
-		"invoice_number":     number,
-		"channel":            channel,
-		"amount":             150000,
-		"customer":           map[string]any{"name": "Taufik Ismail", "email": "taufik@example.com"},
-		"expires_in_minutes": 60,
-		"info":               "Online Shop",
+// GET sends GET path with the API key.
+func (s *Stack) GET(path string) Response {
+	s.t.Helper()
+	return s.Send(Request{Method: http.MethodGet, Path: path})
+}
+
+// POST sends body (none when nil) to path with the API key.
+func (s *Stack) POST(path string, body []byte) Response {
+	s.t.Helper()
+	return s.Send(Request{Method: http.MethodPost, Path: path, Body: body})
+}
+
+// Create sends c to POST /v1/invoices.
+func (s *Stack) Create(c CreateBody) Response {
+	s.t.Helper()
+	return s.POST("/v1/invoices", JSON(s.t, c))
+}
+
+// Sync sends POST /v1/invoices/{number}/sync.
+func (s *Stack) Sync(number string) Response {
+	s.t.Helper()
+	return s.POST("/v1/invoices/"+number+"/sync", nil)
+}
+
+// JSON is v marshalled, for a body built by hand (a map for a wrongly typed field, say).
+func JSON(t testing.TB, v any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("marshal %T: %v", v, err)
+	}
+	return raw
+}
+
+// CreateBody is a create request (CreateInvoiceRequest), with what the tests set.
+type CreateBody struct {
+	InvoiceNumber    string          `json:"invoice_number"`
+	Channel          string          `json:"channel"`
+	Amount           int64           `json:"amount"`
+	Customer         Customer        `json:"customer"`
+	ExpiresInMinutes int             `json:"expires_in_minutes,omitempty"`
+	Reusable         bool            `json:"reusable,omitempty"`
+	Info             string          `json:"info,omitempty"`
+	ReceiptFooter    string          `json:"receipt_footer,omitempty"`
+	Metadata         json.RawMessage `json:"metadata,omitempty"`
+}
+
+// Customer is an invoice's customer.
+type Customer struct {
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+}
+
+// NewInvoice is a valid create request for number on channel; change its fields for variants.
+func NewInvoice(number, channel string) CreateBody {
+	c := CreateBody{
+		InvoiceNumber:    number,
+		Channel:          channel,
+		Amount:           150000,
+		Customer:         Customer{Name: "Taufik Ismail", Email: "taufik@example.com"},
+		ExpiresInMinutes: 60,
+		Info:             "Online Shop",
 	}
 	if channel == "alfa" {
-		req["receipt_footer"] = "Call Center 021 555-0525"
+		c.ReceiptFooter = "Call Center 021 555-0525"
 	}
-	return req
+	return c
 }
 
 // Pay pays code at the simulated counter and returns the simulator's answer.
-func (s *Stack) Pay(code string, amount int64) map[string]any { return s.PayWith(code, amount, nil) }
+func (s *Stack) Pay(code string, amount int64) CounterPayment {
+	s.t.Helper()
+	return s.PayWith(code, amount, PayOptions{})
+}
 
 // Notify sends body to the webhook signed as DOKU would, with requestID; mutate may alter the
 // headers (after signing) to forge a bad notification.
 func (s *Stack) Notify(body []byte, requestID string, mutate func(h http.Header)) Response {
 	s.t.Helper()
+	return notify(s.t, s.Client, s.URL, body, requestID, mutate)
+}
+
+// notify sends a notification signed as DOKU would to the service at baseURL.
+func notify(t testing.TB, client *http.Client, baseURL string, body []byte, requestID string, mutate func(h http.Header)) Response {
+	t.Helper()
 	h := doku.SignedHeaders([]byte(SecretKey), doku.Components{ClientID: ClientID, RequestID: requestID,
 		Timestamp: time.Now().UTC().Format(doku.TimestampLayout), Target: NotificationPath, Digest: doku.Digest(body)}, true)
 	if mutate != nil {
 		mutate(h)
 	}
-	req, err := http.NewRequest(http.MethodPost, s.URL+NotificationPath, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, baseURL+NotificationPath, bytes.NewReader(body))
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	req.Header = h
-	resp, err := s.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -304,41 +372,47 @@ func (s *Stack) MakeDue() {
 	}
 }
 
-// PayWith pays code at the simulated counter with extra request fields (e.g. "late": true).
-func (s *Stack) PayWith(code string, amount int64, extra map[string]any) map[string]any {
+// PayOptions are the counter's less usual payments.
+type PayOptions struct {
+	// Late pays a code that has already expired, as DOKU may settle one after its expiry.
+	Late bool `json:"late,omitempty"`
+}
+
+// PayWith pays code at the simulated counter as o says.
+func (s *Stack) PayWith(code string, amount int64, o PayOptions) CounterPayment {
 	s.t.Helper()
-	req := map[string]any{"payment_code": code, "amount": amount}
-	for k, v := range extra {
-		req[k] = v
-	}
-	raw, _ := json.Marshal(req)
-	resp, err := http.Post(s.SimURL+"/simulator/payments", "application/json", bytes.NewReader(raw))
+	req := struct {
+		PaymentCode string `json:"payment_code"`
+		Amount      int64  `json:"amount"`
+		PayOptions
+	}{code, amount, o}
+	resp, err := http.Post(s.SimURL+"/simulator/payments", "application/json", bytes.NewReader(JSON(s.t, req)))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		s.t.Fatalf("simulator pay %s: HTTP %d %v", code, resp.StatusCode, out)
+		s.t.Fatalf("simulator pay %s: HTTP %d %s", code, resp.StatusCode, raw)
+	}
+	var out CounterPayment
+	if err := json.Unmarshal(raw, &out); err != nil || out.TransactionID == "" {
+		s.t.Fatalf("simulator pay %s: not a payment (%v):\n%s", code, err, raw)
 	}
 	return out
 }
 
 // Attention lists attention items with the given query (e.g. "state=open&invoice_number=INV-1").
-func (s *Stack) Attention(query string) []map[string]any {
+func (s *Stack) Attention(query string) []AttentionView {
 	s.t.Helper()
-	r := s.Do(http.MethodGet, "/v1/attention?"+query, nil, nil)
+	r := s.GET("/v1/attention?" + query)
 	if r.Status != http.StatusOK {
 		s.t.Fatalf("GET /v1/attention?%s: HTTP %d %s", query, r.Status, r.Body)
 	}
-	var out struct {
-		Items []map[string]any `json:"items"`
-	}
-	if err := json.Unmarshal(r.Body, &out); err != nil {
-		s.t.Fatal(err)
-	}
-	return out.Items
+	return r.AttentionList(s.t).Items
 }
 
 // Reconcile makes every check due and runs the reconciler once, times times over.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +21,7 @@ import (
 	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/postgres"
 	"github.com/merchant/o2o/internal/service"
+	"github.com/merchant/o2o/internal/stream"
 	"github.com/merchant/o2o/internal/worker"
 )
 
@@ -33,6 +35,9 @@ type App struct {
 	Handler    http.Handler
 	Resumer    *worker.Resumer
 	Reconciler *worker.Reconciler
+	Deliverer  *worker.Deliverer
+	// Hub wakes the status streams and the deliverer when events are committed; Listen feeds it.
+	Hub *stream.Hub
 
 	// Store is the store under the service, for tests that set up what no request could (a process
 	// that died between DOKU's answer and the store step); nothing in the service uses it directly.
@@ -40,6 +45,9 @@ type App struct {
 
 	migrator *postgres.Migrator
 	closeDB  func()
+	// closing is closed when shutdown begins: the status streams end.
+	closing     chan struct{}
+	closingOnce sync.Once
 }
 
 // Options are what a caller may provide instead of what the configuration describes.
@@ -56,7 +64,7 @@ type Options struct {
 
 // New builds the service from cfg (already validated). Close it when done.
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) (*App, error) {
-	a := &App{Config: cfg, Log: log, Pool: o.Pool, closeDB: func() {}}
+	a := &App{Config: cfg, Log: log, Pool: o.Pool, closeDB: func() {}, closing: make(chan struct{})}
 	if a.Pool == nil {
 		pool, err := OpenDatabase(ctx, cfg.Database, log)
 		if err != nil {
@@ -76,41 +84,81 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) 
 
 	gateway := o.Gateway
 	if gateway == nil {
-		gateway = doku.New(doku.Config{
-			BaseURL: cfg.DokuBaseURL, ClientID: cfg.DokuClientID, SecretKey: cfg.DokuSecretKey.Value(), Timeout: cfg.DokuTimeout,
-			// As many idle connections as the service can have calls in flight, or they are redialled.
-			MaxConns: int(cfg.DBMaxConns) * 4, Metrics: a.Metrics, Logger: log,
-			Defaults: doku.BodyDefaults{Info: cfg.DokuDefaultInfo, CustomerEmail: cfg.DokuDefaultCustomerEmail,
-				ReceiptFooter: cfg.DokuDefaultReceiptFooter},
-		})
+		gateway = newGateway(cfg, a.Metrics, log)
 	}
 	scfg := serviceConfig(cfg)
 	if o.Adjust != nil {
 		o.Adjust(&scfg)
 	}
 	a.Service = service.New(scfg, countingStore{Store: a.Store, m: a.Metrics}, gateway)
+	a.Hub = stream.NewHub()
+	a.Metrics.WatchDeliveries(a.Service.DeliveryBacklog)
+	a.Handler = a.newHandler()
+	a.Resumer = &worker.Resumer{Service: a.Service, Log: log.With().Str("worker", "resumer").Logger(), Metrics: a.Metrics,
+		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency}
+	a.Reconciler = &worker.Reconciler{Service: a.Service, Log: log.With().Str("worker", "reconciler").Logger(), Metrics: a.Metrics,
+		Interval: cfg.ReconcileInterval, Batch: cfg.ReconcileBatch, Concurrency: cfg.ReconcileConcurrency}
+	wake, _ := a.Hub.SubscribeAll() // for the process's life
+	a.Deliverer = &worker.Deliverer{Service: a.Service, Endpoints: cfg.Endpoints(), Log: log.With().Str("worker", "deliverer").Logger(),
+		Metrics: a.Metrics, Wake: wake, Interval: cfg.EventsInterval, Timeout: cfg.EventsTimeout, Concurrency: cfg.EventsConcurrency}
+	return a, nil
+}
 
+// SyncEndpoints records the configured webhook endpoints, so that every event from now on is queued
+// for them. Run does it before it serves; a change made before it would not be delivered.
+func (a *App) SyncEndpoints(ctx context.Context) error {
+	return a.Service.SyncEndpoints(ctx, a.Deliverer.Endpoints)
+}
+
+// EndStreams ends every status stream (shutdown begins; clients reconnect to another replica).
+func (a *App) EndStreams() { a.closingOnce.Do(func() { close(a.closing) }) }
+
+// Listen feeds the hub from PostgreSQL's notifications until ctx ends (Run starts it; tests that
+// open status streams start it themselves). connected, when not nil, is called each time the
+// listener (re)connects.
+func (a *App) Listen(ctx context.Context, connected func()) {
+	postgres.Listen(ctx, a.Pool, a.Log.With().Str("worker", "listener").Logger(), func() {
+		a.Hub.NotifyAll()
+		if connected != nil {
+			connected()
+		}
+	}, a.Hub.Notify)
+}
+
+// newGateway is DOKU as the configuration names it.
+func newGateway(cfg config.Config, m *metrics.Metrics, log zerolog.Logger) *doku.Client {
+	return doku.New(doku.Config{
+		BaseURL: cfg.DokuBaseURL, ClientID: cfg.DokuClientID, SecretKey: cfg.DokuSecretKey.Value(), Timeout: cfg.DokuTimeout,
+		// As many idle connections as the service can have calls in flight, or they are redialled.
+		MaxConns: int(cfg.DBMaxConns) * 4, Metrics: m, Logger: log,
+		Defaults: doku.BodyDefaults{Info: cfg.DokuDefaultInfo, CustomerEmail: cfg.DokuDefaultCustomerEmail,
+			ReceiptFooter: cfg.DokuDefaultReceiptFooter},
+	})
+}
+
+// newHandler is the HTTP API over the service.
+func (a *App) newHandler() http.Handler {
+	cfg := a.Config
 	keys, _ := cfg.Keys() // validated
 	apiKeys := make([]httpapi.APIKey, len(keys))
 	for i, k := range keys {
 		apiKeys[i] = httpapi.APIKey{Name: k.Name, Digest: k.Digest}
 	}
-	a.Handler = httpapi.NewServer(httpapi.Config{
+	return httpapi.NewServer(httpapi.Config{
 		APIKeys: apiKeys, NotificationPath: cfg.DokuNotificationPath, MaxBodyBytes: cfg.MaxBodyBytes,
 		Webhook:      httpapi.WebhookConfig{AllowedNetworks: cfg.AllowedNetworks(), MaxAge: cfg.WebhookMaxAge},
 		ServeMetrics: cfg.MetricsAddr == "",
+		Stream: httpapi.StreamConfig{MaxConnections: cfg.StreamMaxConnections, Heartbeat: cfg.StreamHeartbeat,
+			MaxDuration: cfg.StreamMaxDuration},
 	}, httpapi.Deps{
 		Service:       a.Service,
 		Notifications: doku.Verifier{ClientID: cfg.DokuClientID, Secret: []byte(cfg.DokuSecretKey.Value()), Target: cfg.DokuNotificationPath},
 		Ready:         a.Ready,
-		Logger:        log,
+		Logger:        a.Log,
 		Metrics:       a.Metrics,
+		Hub:           a.Hub,
+		Closing:       a.closing,
 	})
-	a.Resumer = &worker.Resumer{Service: a.Service, Log: log.With().Str("worker", "resumer").Logger(), Metrics: a.Metrics,
-		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency}
-	a.Reconciler = &worker.Reconciler{Service: a.Service, Log: log.With().Str("worker", "reconciler").Logger(), Metrics: a.Metrics,
-		Interval: cfg.ReconcileInterval, Batch: cfg.ReconcileBatch, Concurrency: cfg.ReconcileConcurrency}
-	return a, nil
 }
 
 // serviceConfig is what the service decides by, from the configuration.
@@ -127,6 +175,10 @@ func serviceConfig(cfg config.Config) service.Config {
 		CheckLease:   lease + cfg.DBStatementTimeout,
 		SyncInterval: cfg.SyncMinInterval,
 		StoreTimeout: cfg.DBStatementTimeout,
+		Delivery:     cfg.DeliveryPolicy(),
+		// A claimed delivery is held through its POST and the recording of the attempt.
+		DeliveryLease:  cfg.EventsTimeout + cfg.DBStatementTimeout + 5*time.Second,
+		StreamTokenTTL: cfg.StreamTokenTTL,
 	}
 }
 

@@ -23,13 +23,22 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	srv.ErrorLog = stdlogTo(a.Log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 
+	if err := a.SyncEndpoints(ctx); err != nil {
+		// The deliverer records them when it can; events until then are not queued for them.
+		a.Log.Error().Err(err).Msg("cannot record the webhook endpoints before serving")
+	}
 	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var workers sync.WaitGroup
-	for _, w := range []interface{ Run(context.Context) error }{a.Resumer, a.Reconciler} {
+	for _, w := range []interface{ Run(context.Context) error }{a.Resumer, a.Reconciler, a.Deliverer} {
 		workers.Add(1)
 		go func() { defer workers.Done(); _ = w.Run(workersCtx) }()
 	}
+	// The listener serves the status streams, which live as long as the HTTP server: it stops when
+	// Run returns, not with the workers.
+	listenCtx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopListening()
+	go a.Listen(listenCtx, nil)
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -53,6 +62,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 	defer cancel()
 	stopWorkers()
+	a.EndStreams()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		a.Log.Error().Err(err).Msg("shutdown deadline passed; closing remaining connections")
 		_ = srv.Close()

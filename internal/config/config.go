@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -110,6 +111,8 @@ type Config struct {
 	ExpiryGrace          time.Duration   `envconfig:"EXPIRY_GRACE" default:"1h" desc:"a pending invoice this far past expiry is expired whatever DOKU says"`
 	ReconcileWindow      time.Duration   `envconfig:"RECONCILE_WINDOW" default:"168h" desc:"how long after expiry a paid reusable code, or an invoice expired by the grace period, is still checked"`
 	SyncMinInterval      time.Duration   `envconfig:"SYNC_MIN_INTERVAL" default:"10s" desc:"least time between two manual syncs of one invoice"`
+
+	Events
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
@@ -293,6 +296,7 @@ func (c *Config) check(p *problems) {
 	c.checkDoku(p)
 	c.checkLimits(p)
 	c.checkWorkers(p)
+	c.Events.check(p)
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		p.add("LOG_LEVEL", "must be one of trace, debug, info, warn, error")
 	}
@@ -338,25 +342,14 @@ func (c *Config) checkHTTP(p *problems) {
 }
 
 func (c *Config) checkDoku(p *problems) {
-	if c.DokuBaseURL != "" {
-		u, err := url.Parse(c.DokuBaseURL)
-		switch {
-		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "":
-			p.add("DOKU_BASE_URL", "must be an absolute https URL without a query, such as https://api.doku.com")
-		case u.Scheme == "http" && !loopback(u.Hostname()) && !c.DokuAllowPlainHTTP:
-			// The secret never crosses the wire, but the payment codes and the customer's details do.
-			p.add("DOKU_BASE_URL", "must be https:// (plain http is allowed to a loopback address, or with DOKU_ALLOW_PLAIN_HTTP=true for a simulator on a private network)")
-		}
-	}
+	c.checkDokuURL(p)
 	if strings.TrimSpace(c.DokuClientID) == "" {
 		p.add("DOKU_CLIENT_ID", "must not be empty")
 	}
 	if c.DokuSecretKey == "" {
 		p.add("DOKU_SECRET_KEY", "must not be empty")
 	}
-	path := c.DokuNotificationPath
-	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#{}* \t") || strings.HasPrefix(path, "/v1/invoices") ||
-		strings.HasPrefix(path, "/v1/attention") || path == "/v1/notifications" || path == "/healthz" || path == "/readyz" {
+	if !ownPath(c.DokuNotificationPath) {
 		p.add("DOKU_NOTIFICATION_PATH", "must be a plain path starting with / that no other route uses")
 	}
 	positive(p, "DOKU_TIMEOUT", c.DokuTimeout)
@@ -369,6 +362,33 @@ func (c *Config) checkDoku(p *problems) {
 	if a, err := mail.ParseAddress(c.DokuDefaultCustomerEmail); c.DokuDefaultCustomerEmail != "" && (err != nil || a.Address != c.DokuDefaultCustomerEmail) {
 		p.add("DOKU_DEFAULT_CUSTOMER_EMAIL", "must be a plain email address such as payments@merchant.example")
 	}
+}
+
+func (c *Config) checkDokuURL(p *problems) {
+	if c.DokuBaseURL == "" {
+		return // reported as missing by envconfig
+	}
+	u, err := url.Parse(c.DokuBaseURL)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "":
+		p.add("DOKU_BASE_URL", "must be an absolute https URL without a query, such as https://api.doku.com")
+	case u.Scheme == "http" && !loopback(u.Hostname()) && !c.DokuAllowPlainHTTP:
+		// The secret never crosses the wire, but the payment codes and the customer's details do.
+		p.add("DOKU_BASE_URL", "must be https:// (plain http is allowed to a loopback address, or with DOKU_ALLOW_PLAIN_HTTP=true for a simulator on a private network)")
+	}
+}
+
+// ownPath reports whether the webhook path is a plain path no other route of the API claims.
+func ownPath(path string) bool {
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#{}* \t") {
+		return false
+	}
+	for _, prefix := range []string{"/v1/invoices", "/v1/attention", "/v1/events"} {
+		if strings.HasPrefix(path, prefix) {
+			return false
+		}
+	}
+	return !slices.Contains([]string{"/v1/notifications", "/healthz", "/readyz", "/metrics", "/openapi.yaml"}, path)
 }
 
 // loopback reports whether host is this machine: plain http to it never crosses a network.
@@ -451,54 +471,73 @@ type Key struct {
 // Keys returns every accepted API key, from API_KEYS and API_KEY_HASHES alike. A key is "name:key" or
 // a bare key, named key1, key2, … by its position in API_KEYS (hash1, … in API_KEY_HASHES).
 func (c *Config) Keys() ([]Key, error) {
-	var p problems
-	var out []Key
-	seen := map[string]bool{}
-	name := func(setting string, given string, i int, prefix string) string {
-		n := given
-		if n == "" {
-			n = fmt.Sprintf("%s%d", prefix, i+1)
-		}
-		if seen[n] {
-			p.add(setting, "key name %q is used twice", n)
-		}
-		seen[n] = true
-		return n
-	}
-	for i, k := range c.APIKeys {
-		n, key, named := strings.Cut(strings.TrimSpace(k.Value()), ":")
-		if !named {
-			n, key = "", n
-		}
-		if len(key) < minAPIKeyLength {
-			p.add("API_KEYS", "key %d is shorter than %d characters", i+1, minAPIKeyLength)
-		}
-		if named && !validKeyName(n) {
-			p.add("API_KEYS", "key %d has a name that is not 1-64 of A-Z a-z 0-9 . _ -", i+1)
-		}
-		out = append(out, Key{Name: name("API_KEYS", n, i, "key"), Digest: sha256.Sum256([]byte(key))})
+	k := keyring{seen: map[string]bool{}}
+	for i, v := range c.APIKeys {
+		k.addKey(i, v.Value())
 	}
 	for i, h := range c.APIKeyHashes {
-		n, digest, named := strings.Cut(strings.TrimSpace(h), ":")
-		if !named {
-			n, digest = "", n
-		}
-		b, err := hex.DecodeString(digest)
-		if err != nil || len(b) != sha256.Size {
-			p.add("API_KEY_HASHES", "entry %d is not a hex SHA-256 digest (64 hex characters)", i+1)
-			continue
-		}
-		if named && !validKeyName(n) {
-			p.add("API_KEY_HASHES", "entry %d has a name that is not 1-64 of A-Z a-z 0-9 . _ -", i+1)
-		}
-		var d [32]byte
-		copy(d[:], b)
-		out = append(out, Key{Name: name("API_KEY_HASHES", n, i, "hash"), Digest: d})
+		k.addHash(i, h)
 	}
-	if len(p) > 0 {
-		return nil, errors.New(strings.Join(p, "\n"))
+	if len(k.problems) > 0 {
+		return nil, errors.New(strings.Join(k.problems, "\n"))
 	}
-	return out, nil
+	return k.keys, nil
+}
+
+// keyring collects the keys of Keys and what is wrong with them.
+type keyring struct {
+	keys     []Key
+	seen     map[string]bool
+	problems problems
+}
+
+// splitNamed cuts an optional "name:" off an entry.
+func splitNamed(entry string) (name, value string, named bool) {
+	name, value, named = strings.Cut(strings.TrimSpace(entry), ":")
+	if !named {
+		return "", name, false
+	}
+	return name, value, true
+}
+
+func (k *keyring) addKey(i int, entry string) {
+	n, key, named := splitNamed(entry)
+	if len(key) < minAPIKeyLength {
+		k.problems.add("API_KEYS", "key %d is shorter than %d characters", i+1, minAPIKeyLength)
+	}
+	if named && !validKeyName(n) {
+		k.problems.add("API_KEYS", "key %d has a name that is not 1-64 of A-Z a-z 0-9 . _ -", i+1)
+	}
+	k.keys = append(k.keys, Key{Name: k.name("API_KEYS", n, fmt.Sprintf("key%d", i+1)), Digest: sha256.Sum256([]byte(key))})
+}
+
+func (k *keyring) addHash(i int, entry string) {
+	n, digest, named := splitNamed(entry)
+	b, err := hex.DecodeString(digest)
+	if err != nil || len(b) != sha256.Size {
+		k.problems.add("API_KEY_HASHES", "entry %d is not a hex SHA-256 digest (64 hex characters)", i+1)
+		return
+	}
+	if named && !validKeyName(n) {
+		k.problems.add("API_KEY_HASHES", "entry %d has a name that is not 1-64 of A-Z a-z 0-9 . _ -", i+1)
+	}
+	key := Key{Name: k.name("API_KEY_HASHES", n, fmt.Sprintf("hash%d", i+1))}
+	copy(key.Digest[:], b)
+	k.keys = append(k.keys, key)
+}
+
+// name is the key's given name, or its positional one; a name used twice is a problem, since the
+// name is what an attention item's resolution records.
+func (k *keyring) name(setting, given, positional string) string {
+	n := given
+	if n == "" {
+		n = positional
+	}
+	if k.seen[n] {
+		k.problems.add(setting, "key name %q is used twice", n)
+	}
+	k.seen[n] = true
+	return n
 }
 
 func validKeyName(n string) bool {

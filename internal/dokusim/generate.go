@@ -107,62 +107,75 @@ func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
 			fault(w)
 			return
 		}
-		requestID := r.Header.Get(doku.HeaderRequestID)
-		hash := sha256.Sum256(body)
-
-		s.mu.Lock()
-		if g, ok := s.state.Generation[requestID]; ok {
-			s.mu.Unlock()
-			if g.BodyHash != hash {
-				dokuError(w, http.StatusBadRequest, "invalid_request", "Request-Id was already used with a different request body")
-				return
-			}
-			// DOKU's idempotency: the original response, with 409.
-			writeRaw(w, http.StatusConflict, g.Response)
-			return
-		}
-		req, msg := s.decodeGenerate(body)
-		if msg != "" {
-			s.mu.Unlock()
-			dokuError(w, http.StatusBadRequest, "invalid_parameter", msg)
-			return
-		}
-		o := s.newOrder(ch, requestID, req)
-		if _, taken := s.state.Orders[o.InvoiceNumber]; taken {
-			s.mu.Unlock()
-			dokuError(w, http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used")
-			return
-		}
-		o.PaymentCode = paymentCode(ch, s.state.next())
-		base := s.publicBase(r)
-		resp, _ := json.Marshal(map[string]any{
-			"order": map[string]any{"invoice_number": o.InvoiceNumber, "amount": o.Amount},
-			"online_to_offline_info": map[string]any{
-				"payment_code":    o.PaymentCode,
-				"info":            o.Info,
-				"how_to_pay_page": base + "/simulator/how-to-pay/" + o.PaymentCode,
-				"how_to_pay_api":  base + "/simulator/how-to-pay-api/" + o.PaymentCode,
-				"created_date":    doku.FormatWIB(o.CreatedAt),
-				"expired_date":    doku.FormatWIB(o.ExpiresAt),
-			},
-		})
-		s.state.Generation[requestID] = &generation{BodyHash: hash, Response: resp}
-		s.state.add(o)
-		serr := s.save()
-		lost := s.takeLostResponse()
-		s.mu.Unlock()
-		if serr != nil {
-			// The code exists in memory: a retry with the same Request-Id gets it back (409).
-			s.cfg.Logger.Error().Err(serr).Msg("cannot save the simulator's state")
-			dokuError(w, http.StatusInternalServerError, "internal_error", "state could not be saved")
-			return
-		}
-		if lost {
+		a := s.register(ch, r.Header.Get(doku.HeaderRequestID), body, s.publicBase(r))
+		if a.lost {
 			s.hang(r.Context())
 			return
 		}
-		writeRaw(w, http.StatusOK, resp)
+		writeRaw(w, a.status, a.body)
 	}
+}
+
+// answer is the simulator's reply to a generate request; lost means the code was issued but the
+// reply is to be lost on the way, as a fault asked.
+type answer struct {
+	status int
+	body   []byte
+	lost   bool
+}
+
+func refusal(status int, code, message string) answer {
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	return answer{status: status, body: body}
+}
+
+// register issues a code for a verified generate request, or repeats the answer an earlier request
+// with the same Request-Id got — DOKU's idempotency. The lock is held throughout so two requests for
+// one invoice number cannot both win.
+func (s *Simulator) register(ch invoice.Channel, requestID string, body []byte, base string) answer {
+	hash := sha256.Sum256(body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g, ok := s.state.Generation[requestID]; ok {
+		if g.BodyHash != hash {
+			return refusal(http.StatusBadRequest, "invalid_request", "Request-Id was already used with a different request body")
+		}
+		return answer{status: http.StatusConflict, body: g.Response} // the original response, with 409
+	}
+	req, msg := s.decodeGenerate(body)
+	if msg != "" {
+		return refusal(http.StatusBadRequest, "invalid_parameter", msg)
+	}
+	o := s.newOrder(ch, requestID, req)
+	if _, taken := s.state.Orders[o.InvoiceNumber]; taken {
+		return refusal(http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used")
+	}
+	o.PaymentCode = paymentCode(ch, s.state.next())
+	resp := generatedBody(o, base)
+	s.state.Generation[requestID] = &generation{BodyHash: hash, Response: resp}
+	s.state.add(o)
+	if err := s.save(); err != nil {
+		// The code exists in memory: a retry with the same Request-Id gets it back (409).
+		s.cfg.Logger.Error().Err(err).Msg("cannot save the simulator's state")
+		return refusal(http.StatusInternalServerError, "internal_error", "state could not be saved")
+	}
+	return answer{status: http.StatusOK, body: resp, lost: s.takeLostResponse()}
+}
+
+// generatedBody is DOKU's success response for a new code.
+func generatedBody(o *order, base string) []byte {
+	resp, _ := json.Marshal(map[string]any{
+		"order": map[string]any{"invoice_number": o.InvoiceNumber, "amount": o.Amount},
+		"online_to_offline_info": map[string]any{
+			"payment_code":    o.PaymentCode,
+			"info":            o.Info,
+			"how_to_pay_page": base + "/simulator/how-to-pay/" + o.PaymentCode,
+			"how_to_pay_api":  base + "/simulator/how-to-pay-api/" + o.PaymentCode,
+			"created_date":    doku.FormatWIB(o.CreatedAt),
+			"expired_date":    doku.FormatWIB(o.ExpiresAt),
+		},
+	})
+	return resp
 }
 
 // newOrder is the order a valid generate request describes (its code not yet drawn).

@@ -36,50 +36,60 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 		dokuError(w, http.StatusBadRequest, "invalid_request", `body must be {"payment_code": "..."} or {"invoice_number": "..."}, with "amount": N optionally`)
 		return
 	}
+	t, refused := s.takePayment(req)
+	if refused != nil {
+		writeRaw(w, refused.status, refused.body)
+		return
+	}
+	d := s.send(r.Context(), t.notification)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"invoice_number": t.invoiceNumber,
+		"payment_code":   t.code,
+		"transaction_id": t.trxID,
+		"notification":   d,
+	})
+}
+
+// taken is a payment the counter took, with the notification DOKU sends for it.
+type taken struct {
+	notification               []byte
+	invoiceNumber, code, trxID string
+}
+
+// takePayment records a payment at the counter as the cashier would take it — the exact amount, a
+// code not expired (unless late) and not yet paid (unless reusable) — and returns the notification
+// DOKU sends for it, or why the cashier refused.
+func (s *Simulator) takePayment(req payRequest) (*taken, *answer) {
+	no := func(status int, code, message string) (*taken, *answer) {
+		a := refusal(status, code, message)
+		return nil, &a
+	}
 	now := s.now().UTC().Truncate(time.Second)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	o := s.state.byCode[req.PaymentCode]
 	if req.InvoiceNumber != "" {
 		o = s.state.Orders[req.InvoiceNumber]
 	}
 	switch {
 	case o == nil:
-		s.mu.Unlock()
-		dokuError(w, http.StatusNotFound, "not_found", "unknown payment code or invoice number")
-		return
+		return no(http.StatusNotFound, "not_found", "unknown payment code or invoice number")
 	case req.Amount != nil && *req.Amount != o.Amount:
-		s.mu.Unlock()
-		dokuError(w, http.StatusBadRequest, "amount_mismatch", fmt.Sprintf("the cashier asks for exactly %d (POST /simulator/notifications sends any notification)", o.Amount))
-		return
+		return no(http.StatusBadRequest, "amount_mismatch", fmt.Sprintf("the cashier asks for exactly %d (POST /simulator/notifications sends any notification)", o.Amount))
 	case !req.Late && s.statusOf(o, now) == invoice.DokuExpired:
-		s.mu.Unlock()
-		dokuError(w, http.StatusConflict, "expired", "the payment code has expired")
-		return
+		return no(http.StatusConflict, "expired", "the payment code has expired")
 	case len(o.Payments) > 0 && !o.Reusable:
-		s.mu.Unlock()
-		dokuError(w, http.StatusConflict, "already_paid", "the payment code has already been paid")
-		return
+		return no(http.StatusConflict, "already_paid", "the payment code has already been paid")
 	}
 	p := payment{TrxID: fmt.Sprintf("TRX%08d", s.state.next()), At: now}
 	o.Payments = append(o.Payments, p)
 	if err := s.save(); err != nil {
 		o.Payments = o.Payments[:len(o.Payments)-1]
-		s.mu.Unlock()
-		dokuError(w, http.StatusInternalServerError, "internal_error", "state could not be saved")
-		return
+		return no(http.StatusInternalServerError, "internal_error", "state could not be saved")
 	}
 	body := NotificationBody(Payment{InvoiceNumber: o.InvoiceNumber, Channel: o.Channel, PaymentCode: o.PaymentCode,
 		Amount: o.Amount, At: p.At, TransactionID: p.TrxID, OriginalRequestID: o.RequestID})
-	invoiceNumber, code := o.InvoiceNumber, o.PaymentCode
-	s.mu.Unlock()
-
-	d := s.send(r.Context(), body)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"invoice_number": invoiceNumber,
-		"payment_code":   code,
-		"transaction_id": p.TrxID,
-		"notification":   d,
-	})
+	return &taken{notification: body, invoiceNumber: o.InvoiceNumber, code: o.PaymentCode, trxID: p.TrxID}, nil
 }
 
 // notifyRequest describes a notification to send as DOKU would, whatever the simulator's orders say.

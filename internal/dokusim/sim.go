@@ -162,7 +162,8 @@ func (s *Simulator) Issued() int {
 
 // dokuError writes DOKU's error shape.
 func dokuError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+	a := refusal(status, code, message)
+	writeRaw(w, a.status, a.body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -9,34 +9,12 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/view"
 )
 
-type attentionJSON struct {
-	ID            int64          `json:"id"`
-	Reason        invoice.Reason `json:"reason"`
-	State         string         `json:"state"`
-	InvoiceNumber *string        `json:"invoice_number"`
-	Source        string         `json:"source"`
-	Evidence      map[string]any `json:"evidence"`
-	CreatedAt     string         `json:"created_at"`
-	ResolvedAt    *string        `json:"resolved_at"`
-	ResolvedBy    *string        `json:"resolved_by"`
-	Note          *string        `json:"note"`
-}
-
-func toAttentionJSON(a *invoice.Attention) attentionJSON {
-	ev := a.Evidence
-	if ev == nil {
-		ev = map[string]any{}
-	}
-	return attentionJSON{ID: a.ID, Reason: a.Reason, State: string(a.State), InvoiceNumber: optString(a.InvoiceNumber),
-		Source: string(a.Source), Evidence: ev, CreatedAt: rfc3339(a.CreatedAt), ResolvedAt: optTime(a.ResolvedAt),
-		ResolvedBy: optString(a.ResolvedBy), Note: optString(a.Note)}
-}
-
 type attentionListJSON struct {
-	Items      []attentionJSON `json:"items"`
-	NextCursor *string         `json:"next_cursor"`
+	Items      []view.Attention `json:"items"`
+	NextCursor *string          `json:"next_cursor"`
 }
 
 // listAttention is the one queue of cases where money or an order needs a person's decision.
@@ -76,9 +54,9 @@ func (h *handlers) listAttention(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	out := attentionListJSON{Items: make([]attentionJSON, 0, len(items)), NextCursor: optString(next)}
+	out := attentionListJSON{Items: make([]view.Attention, 0, len(items)), NextCursor: view.OptString(next)}
 	for _, a := range items {
-		out.Items = append(out.Items, toAttentionJSON(a))
+		out.Items = append(out.Items, view.OfAttention(a))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -121,5 +99,5 @@ func (h *handlers) resolveAttention(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toAttentionJSON(a))
+	writeJSON(w, http.StatusOK, view.OfAttention(a))
 }

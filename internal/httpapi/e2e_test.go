@@ -1,7 +1,9 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,32 +12,36 @@ import (
 	"github.com/merchant/o2o/internal/dokusim"
 )
 
-func create(t *testing.T, s *apitest.Stack, req map[string]any) map[string]any {
+func create(t *testing.T, s *apitest.Stack, req apitest.CreateBody) apitest.InvoiceView {
 	t.Helper()
-	resp := s.Do(http.MethodPost, "/v1/invoices", req, nil)
+	resp := s.Create(req)
 	if resp.Status != http.StatusCreated {
 		t.Fatalf("create: HTTP %d %s", resp.Status, resp.Body)
 	}
-	return resp.JSON(t)
+	return resp.Invoice(t)
 }
 
-func get(t *testing.T, s *apitest.Stack, number string) map[string]any {
+func get(t *testing.T, s *apitest.Stack, number string) apitest.InvoiceView {
 	t.Helper()
-	resp := s.Do(http.MethodGet, "/v1/invoices/"+number, nil, nil)
+	resp := s.GET("/v1/invoices/" + number)
 	if resp.Status != http.StatusOK {
 		t.Fatalf("get %s: HTTP %d %s", number, resp.Status, resp.Body)
 	}
-	return resp.JSON(t)
+	return resp.Invoice(t)
 }
 
 func TestCreateAndPayBothChannels(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	for _, channel := range []string{"alfa", "indomaret"} {
 		t.Run(channel, func(t *testing.T) {
 			number := "INV-E2E-" + channel
-			inv := create(t, s, apitest.Invoice(number, channel))
-			code, _ := inv["payment_code"].(string)
-			if inv["status"] != "pending" || code == "" || inv["how_to_pay_page"] == nil || inv["expires_at"] == nil {
+			inv := create(t, s, apitest.NewInvoice(number, channel))
+			var code string
+			if inv.PaymentCode != nil {
+				code = *inv.PaymentCode
+			}
+			if inv.Status != "pending" || code == "" || inv.HowToPayPage == nil || inv.ExpiresAt == nil {
 				t.Fatalf("created invoice is not pending with a code: %v", inv)
 			}
 			wantPrefix := map[string]string{"alfa": "8888", "indomaret": "7777"}[channel]
@@ -44,42 +50,41 @@ func TestCreateAndPayBothChannels(t *testing.T) {
 			}
 
 			paid := s.Pay(code, 150000)
-			note := paid["notification"].(map[string]any)
-			if note["delivered"] != true || note["last_status"] != float64(200) {
+			if note := paid.Notification; !note.Delivered || note.LastStatus != 200 {
 				t.Fatalf("simulator notification not acknowledged: %v", paid)
 			}
 
 			got := get(t, s, number)
-			payments := got["payments"].([]any)
-			if got["status"] != "paid" || got["paid_at"] == nil || len(payments) != 1 || got["total_paid"] != float64(150000) {
+			if got.Status != "paid" || got.PaidAt == nil || len(got.Payments) != 1 || got.TotalPaid != 150000 {
 				t.Fatalf("invoice not paid once: %v", got)
 			}
-			if p := payments[0].(map[string]any); p["source"] != "webhook" || p["amount"] != float64(150000) {
-				t.Fatalf("unexpected payment %v", p)
+			if p := got.Payments[0]; p.Source != "webhook" || p.Amount != 150000 {
+				t.Fatalf("unexpected payment %+v", p)
 			}
 
 			// DOKU redelivers the same payment (same store transaction): acknowledged, nothing added.
-			trx := paid["transaction_id"].(string)
+			trx := paid.TransactionID
 			for i := 0; i < 3; i++ {
 				resp := s.Notify(apitest.NotificationBody(number, channel, code, 150000, trx), "redelivery-"+channel, nil)
-				if resp.Status != http.StatusOK || resp.JSON(t)["outcome"] != "duplicate" {
+				if resp.Status != http.StatusOK || resp.Ack(t).Outcome != "duplicate" {
 					t.Fatalf("replay: HTTP %d %s", resp.Status, resp.Body)
 				}
 			}
 			if n := s.Count(`SELECT count(*) FROM payments p JOIN invoices i ON i.id = p.invoice_id WHERE i.invoice_number = $1`, number); n != 1 {
 				t.Fatalf("payments after replays = %d, want 1", n)
 			}
-			if after := get(t, s, number); after["updated_at"] != got["updated_at"] {
-				t.Fatalf("a replay changed the invoice: %v -> %v", got["updated_at"], after["updated_at"])
+			if after := get(t, s, number); after.UpdatedAt != got.UpdatedAt {
+				t.Fatalf("a replay changed the invoice: %v -> %v", got.UpdatedAt, after.UpdatedAt)
 			}
 		})
 	}
 }
 
 func TestNotificationsThatMustNotMarkPaid(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-NEG-1", "alfa"))
-	code := inv["payment_code"].(string)
+	inv := create(t, s, apitest.NewInvoice("INV-NEG-1", "alfa"))
+	code := inv.Code(t)
 	good := apitest.NotificationBody("INV-NEG-1", "alfa", code, 150000, "T1")
 
 	tests := []struct {
@@ -119,14 +124,13 @@ func TestNotificationsThatMustNotMarkPaid(t *testing.T) {
 			if resp.Status != tc.wantStatus {
 				t.Fatalf("HTTP %d, want %d: %s", resp.Status, tc.wantStatus, resp.Body)
 			}
-			body := resp.JSON(t)
-			if tc.wantCode != "" && body["code"] != tc.wantCode {
-				t.Fatalf("problem code %v, want %s", body["code"], tc.wantCode)
+			if code := resp.Problem(t).Code; tc.wantCode != "" && code != tc.wantCode {
+				t.Fatalf("problem code %v, want %s", code, tc.wantCode)
 			}
-			if tc.wantOutcome != "" && body["outcome"] != tc.wantOutcome {
-				t.Fatalf("outcome %v, want %s", body["outcome"], tc.wantOutcome)
+			if outcome := resp.Ack(t).Outcome; tc.wantOutcome != "" && outcome != tc.wantOutcome {
+				t.Fatalf("outcome %v, want %s", outcome, tc.wantOutcome)
 			}
-			if got := get(t, s, "INV-NEG-1"); got["status"] != "pending" || len(got["payments"].([]any)) != 0 {
+			if got := get(t, s, "INV-NEG-1"); got.Status != "pending" || len(got.Payments) != 0 {
 				t.Fatalf("invoice changed: %v", got)
 			}
 			if n := s.Count(`SELECT count(*) FROM payments`); n != 0 {
@@ -139,32 +143,33 @@ func TestNotificationsThatMustNotMarkPaid(t *testing.T) {
 	}
 
 	// After all of that, the genuine notification still applies.
-	if resp := s.Notify(good, "genuine", nil); resp.Status != 200 || resp.JSON(t)["outcome"] != "applied" {
+	if resp := s.Notify(good, "genuine", nil); resp.Status != 200 || resp.Ack(t).Outcome != "applied" {
 		t.Fatalf("genuine notification: HTTP %d %s", resp.Status, resp.Body)
 	}
-	if got := get(t, s, "INV-NEG-1"); got["status"] != "paid" {
+	if got := get(t, s, "INV-NEG-1"); got.Status != "paid" {
 		t.Fatalf("invoice not paid by the genuine notification: %v", got)
 	}
 }
 
 func TestCreateIsIdempotentOnInvoiceNumber(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	req := apitest.Invoice("INV-IDEM-1", "indomaret")
-	req["metadata"] = map[string]any{"order_id": 42, "tags": []string{"a", "b"}}
+	req := apitest.NewInvoice("INV-IDEM-1", "indomaret")
+	req.Metadata = json.RawMessage(`{"order_id":42,"tags":["a","b"]}`)
 	first := create(t, s, req)
 
-	again := s.Do(http.MethodPost, "/v1/invoices", req, nil)
+	again := s.Create(req)
 	if again.Status != http.StatusOK {
 		t.Fatalf("same request again: HTTP %d %s", again.Status, again.Body)
 	}
-	if again.JSON(t)["payment_code"] != first["payment_code"] {
+	if !reflect.DeepEqual(again.Invoice(t).PaymentCode, first.PaymentCode) {
 		t.Fatal("same request returned another code")
 	}
 
-	changed := apitest.Invoice("INV-IDEM-1", "indomaret")
-	changed["amount"] = 150001
-	resp := s.Do(http.MethodPost, "/v1/invoices", changed, nil)
-	if resp.Status != http.StatusConflict || resp.JSON(t)["code"] != "invoice_exists" {
+	changed := apitest.NewInvoice("INV-IDEM-1", "indomaret")
+	changed.Amount = 150001
+	resp := s.Create(changed)
+	if resp.Status != http.StatusConflict || resp.Problem(t).Code != "invoice_exists" {
 		t.Fatalf("different request, same number: HTTP %d %s", resp.Status, resp.Body)
 	}
 	if n := s.Sim.GenerateCalls(); n != 1 {
@@ -176,6 +181,7 @@ func TestCreateIsIdempotentOnInvoiceNumber(t *testing.T) {
 }
 
 func TestAPIKeyRequired(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	for name, auth := range map[string]string{
 		"no header":     "",
@@ -186,16 +192,15 @@ func TestAPIKeyRequired(t *testing.T) {
 		"key with junk": "Bearer " + apitest.APIKey + "x",
 	} {
 		for _, call := range []struct{ method, path string }{{"POST", "/v1/invoices"}, {"GET", "/v1/invoices"}, {"GET", "/v1/invoices/INV-1"}} {
-			var body any
-			if call.method == "POST" {
-				body = apitest.Invoice("INV-AUTH", "alfa")
-			}
-			hdr := map[string]string{"Authorization": auth}
+			req := apitest.Request{Method: call.method, Path: call.path, Header: http.Header{"Authorization": {auth}}}
 			if auth == "" {
-				hdr["Authorization"] = ""
+				req = apitest.Request{Method: call.method, Path: call.path, NoKey: true}
 			}
-			resp := s.Do(call.method, call.path, body, hdr)
-			if resp.Status != http.StatusUnauthorized || resp.JSON(t)["code"] != "unauthorized" || resp.Header.Get("WWW-Authenticate") == "" {
+			if call.method == "POST" {
+				req.Body = apitest.JSON(t, apitest.NewInvoice("INV-AUTH", "alfa"))
+			}
+			resp := s.Send(req)
+			if resp.Status != http.StatusUnauthorized || resp.Problem(t).Code != "unauthorized" || resp.Header.Get("WWW-Authenticate") == "" {
 				t.Fatalf("%s: %s %s: HTTP %d %s", name, call.method, call.path, resp.Status, resp.Body)
 			}
 		}
@@ -209,23 +214,27 @@ func TestAPIKeyRequired(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	if r := s.Do("GET", "/healthz", nil, nil); r.Status != 200 {
+	if r := s.GET("/healthz"); r.Status != 200 {
 		t.Fatalf("healthz: %d", r.Status)
 	}
-	if r := s.Do("GET", "/readyz", nil, nil); r.Status != 200 {
+	if r := s.GET("/readyz"); r.Status != 200 {
 		t.Fatalf("readyz: %d %s", r.Status, r.Body)
 	}
-	if r := s.Do("GET", "/nope", nil, nil); r.Status != 404 || r.Header.Get("Content-Type") != "application/problem+json" {
+	if r := s.GET("/nope"); r.Status != 404 || r.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("unknown route: %d %s", r.Status, r.Body)
 	}
-	if r := s.Do("DELETE", "/v1/invoices/INV-1", nil, nil); r.Status != 405 {
+	if r := s.Send(apitest.Request{Method: http.MethodDelete, Path: "/v1/invoices/INV-1"}); r.Status != 405 {
 		t.Fatalf("DELETE: %d %s", r.Status, r.Body)
 	}
-	if r := s.Do("GET", "/healthz", nil, map[string]string{"X-Request-Id": "abc-123"}); r.Header.Get("X-Request-Id") != "abc-123" {
+	requestID := func(id string) apitest.Request {
+		return apitest.Request{Method: http.MethodGet, Path: "/healthz", Header: http.Header{"X-Request-Id": {id}}}
+	}
+	if r := s.Send(requestID("abc-123")); r.Header.Get("X-Request-Id") != "abc-123" {
 		t.Fatalf("incoming X-Request-Id not echoed: %q", r.Header.Get("X-Request-Id"))
 	}
-	if r := s.Do("GET", "/healthz", nil, map[string]string{"X-Request-Id": "bad id\"with quote"}); r.Header.Get("X-Request-Id") == "" || strings.Contains(r.Header.Get("X-Request-Id"), "\"") {
+	if r := s.Send(requestID("bad id\"with quote")); r.Header.Get("X-Request-Id") == "" || strings.Contains(r.Header.Get("X-Request-Id"), "\"") {
 		t.Fatalf("unsafe X-Request-Id echoed: %q", r.Header.Get("X-Request-Id"))
 	}
 	line := lastLine(s.Logs.String(), `"route":"/healthz"`)
@@ -247,79 +256,79 @@ func lastLine(logs, containing string) string {
 }
 
 func TestDokuFaultsDuringCreate(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 
 	// A definite refusal: failed, DOKU's message kept, and retrying never calls DOKU again.
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 400, FailMessage: "Customer name is blocked"})
-	resp := s.Do("POST", "/v1/invoices", apitest.Invoice("INV-REJ-1", "alfa"), nil)
-	if resp.Status != http.StatusBadGateway || resp.JSON(t)["code"] != "doku_rejected" || !strings.Contains(string(resp.Body), "Customer name is blocked") {
+	resp := s.Create(apitest.NewInvoice("INV-REJ-1", "alfa"))
+	if resp.Status != http.StatusBadGateway || resp.Problem(t).Code != "doku_rejected" || !strings.Contains(string(resp.Body), "Customer name is blocked") {
 		t.Fatalf("rejection: HTTP %d %s", resp.Status, resp.Body)
 	}
 	calls := s.Sim.GenerateCalls()
-	resp = s.Do("POST", "/v1/invoices", apitest.Invoice("INV-REJ-1", "alfa"), nil)
+	resp = s.Create(apitest.NewInvoice("INV-REJ-1", "alfa"))
 	if resp.Status != http.StatusBadGateway || s.Sim.GenerateCalls() != calls {
 		t.Fatalf("retry of a rejected invoice: HTTP %d, DOKU calls %d -> %d", resp.Status, calls, s.Sim.GenerateCalls())
 	}
-	if got := get(t, s, "INV-REJ-1"); got["status"] != "failed" || got["failure"].(map[string]any)["message"] != "Customer name is blocked" {
+	if got := get(t, s, "INV-REJ-1"); got.Status != "failed" || got.Failure == nil || got.Failure.Message != "Customer name is blocked" {
 		t.Fatalf("rejected invoice: %v", got)
 	}
 
 	// DOKU failing temporarily: the invoice waits in creating; the same request later finishes it.
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 503})
-	resp = s.Do("POST", "/v1/invoices", apitest.Invoice("INV-TMP-1", "indomaret"), nil)
-	if resp.Status != http.StatusServiceUnavailable || resp.JSON(t)["code"] != "doku_unavailable" || resp.Header.Get("Retry-After") == "" {
+	resp = s.Create(apitest.NewInvoice("INV-TMP-1", "indomaret"))
+	if resp.Status != http.StatusServiceUnavailable || resp.Problem(t).Code != "doku_unavailable" || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("DOKU 503: HTTP %d %s", resp.Status, resp.Body)
 	}
-	if got := get(t, s, "INV-TMP-1"); got["status"] != "creating" || got["payment_code"] != nil {
+	if got := get(t, s, "INV-TMP-1"); got.Status != "creating" || got.PaymentCode != nil {
 		t.Fatalf("invoice after DOKU 503: %v", got)
 	}
-	resp = s.Do("POST", "/v1/invoices", apitest.Invoice("INV-TMP-1", "indomaret"), nil)
-	if resp.Status != http.StatusOK || resp.JSON(t)["status"] != "pending" {
+	resp = s.Create(apitest.NewInvoice("INV-TMP-1", "indomaret"))
+	if resp.Status != http.StatusOK || resp.Invoice(t).Status != "pending" {
 		t.Fatalf("retry after DOKU recovered: HTTP %d %s", resp.Status, resp.Body)
 	}
 }
 
 func TestWebhookAnswers503WhenDatabaseIsDown(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-DBDOWN", "alfa"))
-	body := apitest.NotificationBody("INV-DBDOWN", "alfa", inv["payment_code"].(string), 150000, "T9")
+	inv := create(t, s, apitest.NewInvoice("INV-DBDOWN", "alfa"))
+	body := apitest.NotificationBody("INV-DBDOWN", "alfa", inv.Code(t), 150000, "T9")
 
 	// Refuse new connections and kill the pool's: the database is gone as far as the service can tell.
-	adminExec(t, "ALTER DATABASE "+s.DB.Name+" ALLOW_CONNECTIONS false")
-	killAll(t, s.DB.Name)
+	restore := s.DB.Outage(t)
 
 	resp := s.Notify(body, "while-down", nil)
-	if resp.Status != http.StatusServiceUnavailable || resp.JSON(t)["code"] != "unavailable" || resp.Header.Get("Retry-After") == "" {
+	if resp.Status != http.StatusServiceUnavailable || resp.Problem(t).Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("webhook with database down: HTTP %d %s", resp.Status, resp.Body)
 	}
-	if r := s.Do("GET", "/readyz", nil, nil); r.Status != http.StatusServiceUnavailable {
+	if r := s.GET("/readyz"); r.Status != http.StatusServiceUnavailable {
 		t.Fatalf("readyz with database down: HTTP %d", r.Status)
 	}
 
-	allowConnections(t, s.DB.Name)
+	restore()
 	// DOKU's retry after the outage applies the payment, once.
 	resp = s.Notify(body, "after-recovery", nil)
-	if resp.Status != http.StatusOK || resp.JSON(t)["outcome"] != "applied" {
+	if resp.Status != http.StatusOK || resp.Ack(t).Outcome != "applied" {
 		t.Fatalf("webhook after recovery: HTTP %d %s", resp.Status, resp.Body)
 	}
-	if got := get(t, s, "INV-DBDOWN"); got["status"] != "paid" {
+	if got := get(t, s, "INV-DBDOWN"); got.Status != "paid" {
 		t.Fatalf("invoice after recovery: %v", got)
 	}
 }
 
 func TestCreateWhileDatabaseIsDownChangesNothingAndRecovers(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	adminExec(t, "ALTER DATABASE "+s.DB.Name+" ALLOW_CONNECTIONS false")
-	killAll(t, s.DB.Name)
+	restore := s.DB.Outage(t)
 
-	req := apitest.Invoice("INV-DB-1", "alfa")
-	for _, call := range []struct {
-		method, path string
-		body         any
-	}{{"POST", "/v1/invoices", req}, {"GET", "/v1/invoices/INV-DB-1", nil}, {"GET", "/v1/invoices", nil}} {
-		resp := s.Do(call.method, call.path, call.body, nil)
-		if resp.Status != http.StatusServiceUnavailable || resp.JSON(t)["code"] != "unavailable" || resp.Header.Get("Retry-After") == "" {
-			t.Fatalf("%s %s with database down: HTTP %d %s", call.method, call.path, resp.Status, resp.Body)
+	req := apitest.NewInvoice("INV-DB-1", "alfa")
+	for _, call := range []apitest.Request{
+		{Method: "POST", Path: "/v1/invoices", Body: apitest.JSON(t, req)}, {Method: "GET", Path: "/v1/invoices/INV-DB-1"}, {Method: "GET", Path: "/v1/invoices"},
+	} {
+		resp := s.Send(call)
+		if resp.Status != http.StatusServiceUnavailable || resp.Problem(t).Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s %s with database down: HTTP %d %s", call.Method, call.Path, resp.Status, resp.Body)
 		}
 	}
 	if s.Sim.GenerateCalls() != 0 {
@@ -327,12 +336,12 @@ func TestCreateWhileDatabaseIsDownChangesNothingAndRecovers(t *testing.T) {
 	}
 
 	// The same process recovers once the database is back: no restart.
-	allowConnections(t, s.DB.Name)
-	if r := s.Do("GET", "/readyz", nil, nil); r.Status != 200 {
+	restore()
+	if r := s.GET("/readyz"); r.Status != 200 {
 		t.Fatalf("readyz after recovery: %d", r.Status)
 	}
-	resp := s.Do("POST", "/v1/invoices", req, nil)
-	if resp.Status != http.StatusCreated || resp.JSON(t)["status"] != "pending" {
+	resp := s.Create(req)
+	if resp.Status != http.StatusCreated || resp.Invoice(t).Status != "pending" {
 		t.Fatalf("create after recovery: HTTP %d %s", resp.Status, resp.Body)
 	}
 }

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,35 +22,39 @@ func notification(number, code, amount, date, trx string) []byte {
 // A genuine notification that can be read is never lost over its formatting: a date we cannot parse
 // falls back to the time of receipt, and an amount with a fraction is a mismatch kept for a person.
 func TestNotificationsAreReadForgivingly(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 
-	inv := create(t, s, apitest.Invoice("INV-DATE", "alfa"))
+	inv := create(t, s, apitest.NewInvoice("INV-DATE", "alfa"))
 	before := time.Now().Add(-time.Second)
-	r := s.Notify(notification("INV-DATE", inv["payment_code"].(string), "150000", "12/08/2021 14:06", `"T1"`), "date-1", nil)
-	if r.Status != 200 || r.JSON(t)["outcome"] != "applied" {
+	r := s.Notify(notification("INV-DATE", inv.Code(t), "150000", "12/08/2021 14:06", `"T1"`), "date-1", nil)
+	if r.Status != 200 || r.Ack(t).Outcome != "applied" {
 		t.Fatalf("unreadable date: %d %s", r.Status, r.Body)
 	}
 	got := get(t, s, "INV-DATE")
-	paidAt, _ := time.Parse(time.RFC3339, got["payments"].([]any)[0].(map[string]any)["paid_at"].(string))
-	if got["status"] != "paid" || paidAt.Before(before.Truncate(time.Second)) || paidAt.After(time.Now().Add(time.Second)) {
+	if len(got.Payments) == 0 {
+		t.Fatalf("no payment: %v", got)
+	}
+	paidAt, _ := time.Parse(time.RFC3339, got.Payments[0].PaidAt)
+	if got.Status != "paid" || paidAt.Before(before.Truncate(time.Second)) || paidAt.After(time.Now().Add(time.Second)) {
 		t.Fatalf("paid at %v, want the time of receipt: %v", paidAt, got)
 	}
-	if !strings.Contains(string(s.Do("GET", "/v1/invoices/INV-DATE/events", nil, nil).Body), "12/08/2021 14:06") {
+	if !strings.Contains(string(s.GET("/v1/invoices/INV-DATE/events").Body), "12/08/2021 14:06") {
 		t.Fatal("the date as DOKU wrote it is not kept in the history")
 	}
 
-	inv = create(t, s, apitest.Invoice("INV-FRACTION", "alfa"))
+	inv = create(t, s, apitest.NewInvoice("INV-FRACTION", "alfa"))
 	for i := 0; i < 2; i++ {
-		r = s.Notify(notification("INV-FRACTION", inv["payment_code"].(string), `"150000.50"`, "2026-01-01T10:00:00Z", `"T2"`), "fraction-1", nil)
+		r = s.Notify(notification("INV-FRACTION", inv.Code(t), `"150000.50"`, "2026-01-01T10:00:00Z", `"T2"`), "fraction-1", nil)
 		if r.Status != 200 {
 			t.Fatalf("fraction: %d %s", r.Status, r.Body)
 		}
 	}
-	if got := get(t, s, "INV-FRACTION"); got["status"] != "pending" {
+	if got := get(t, s, "INV-FRACTION"); got.Status != "pending" {
 		t.Fatalf("a fractional amount paid the invoice: %v", got)
 	}
 	items := s.Attention("invoice_number=INV-FRACTION")
-	if len(items) != 1 || items[0]["reason"] != "amount_mismatch" || items[0]["evidence"].(map[string]any)["reported_amount"] != "150000.50" {
+	if len(items) != 1 || items[0].Reason != "amount_mismatch" || items[0].Evidence["reported_amount"] != "150000.50" {
 		t.Fatalf("attention: %v", items)
 	}
 }
@@ -59,19 +62,20 @@ func TestNotificationsAreReadForgivingly(t *testing.T) {
 // A notification kept as malformed (or for an invoice unknown then) is read again when DOKU
 // redelivers it: a fix deployed in between, or the invoice arriving, must let the money through.
 func TestRedeliveredMalformedNotificationIsReadAgain(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-REREAD", "alfa"))
-	body := apitest.NotificationBody("INV-REREAD", "alfa", inv["payment_code"].(string), 150000, "T1")
+	inv := create(t, s, apitest.NewInvoice("INV-REREAD", "alfa"))
+	body := apitest.NotificationBody("INV-REREAD", "alfa", inv.Code(t), 150000, "T1")
 	// What an earlier version of the service kept: the same notification, judged unreadable.
 	if _, err := s.DB.Pool.Exec(context.Background(), `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, body_sha256, outcome)
 		VALUES ('reread-1', 'INV-REREAD', '{}', $1, sha256($1), 'malformed')`, body); err != nil {
 		t.Fatal(err)
 	}
-	if r := s.Notify(body, "reread-1", nil); r.Status != 200 || r.JSON(t)["outcome"] != "applied" {
+	if r := s.Notify(body, "reread-1", nil); r.Status != 200 || r.Ack(t).Outcome != "applied" {
 		t.Fatalf("redelivery of a malformed notification: %d %s", r.Status, r.Body)
 	}
-	if got := get(t, s, "INV-REREAD"); got["status"] != "paid" {
-		t.Fatalf("status %v", got["status"])
+	if got := get(t, s, "INV-REREAD"); got.Status != "paid" {
+		t.Fatalf("status %v", got.Status)
 	}
 	if d := s.Count(`SELECT deliveries FROM notifications WHERE doku_request_id = 'reread-1'`); d != 2 {
 		t.Fatalf("deliveries %d", d)
@@ -81,17 +85,18 @@ func TestRedeliveredMalformedNotificationIsReadAgain(t *testing.T) {
 // The inbox knows a notification by its Request-Id and its body: a different body under a Request-Id
 // already seen is another notification and is processed, never dropped as a duplicate.
 func TestNewBodyUnderASeenRequestIDIsProcessed(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	req := apitest.Invoice("INV-SAMEID", "alfa")
-	req["reusable"] = true
+	req := apitest.NewInvoice("INV-SAMEID", "alfa")
+	req.Reusable = true
 	inv := create(t, s, req)
-	code := inv["payment_code"].(string)
+	code := inv.Code(t)
 	for _, trx := range []string{"T1", "T2"} {
-		if r := s.Notify(apitest.NotificationBody("INV-SAMEID", "alfa", code, 150000, trx), "same-request-id", nil); r.Status != 200 || r.JSON(t)["outcome"] != "applied" {
+		if r := s.Notify(apitest.NotificationBody("INV-SAMEID", "alfa", code, 150000, trx), "same-request-id", nil); r.Status != 200 || r.Ack(t).Outcome != "applied" {
 			t.Fatalf("%s: %d %s", trx, r.Status, r.Body)
 		}
 	}
-	if got := get(t, s, "INV-SAMEID"); got["total_paid"] != float64(300000) {
+	if got := get(t, s, "INV-SAMEID"); got.TotalPaid != 300000 {
 		t.Fatalf("two payments under one Request-Id: %v", got)
 	}
 	if n := s.Count(`SELECT count(*) FROM notifications WHERE doku_request_id = 'same-request-id'`); n != 2 {
@@ -103,14 +108,15 @@ func TestNewBodyUnderASeenRequestIDIsProcessed(t *testing.T) {
 // create that is a validation error; in a signed notification it is unreadable, kept for a person,
 // and never pays the invoice.
 func TestCaseVariantKeys(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	for name, body := range map[string]string{
 		"AMOUNT beside amount": `{"invoice_number":"INV-CASE","channel":"alfa","amount":150000,"AMOUNT":20000,"customer":{"name":"A"}}`,
 		"Amount alone":         `{"invoice_number":"INV-CASE","channel":"alfa","Amount":150000,"customer":{"name":"A"}}`,
 		"Customer.Name":        `{"invoice_number":"INV-CASE","channel":"alfa","amount":150000,"customer":{"name":"A","Name":"B"}}`,
 	} {
-		r := s.Do(http.MethodPost, "/v1/invoices", body, nil)
-		if r.Status != 422 || r.JSON(t)["code"] != "validation_failed" {
+		r := s.POST("/v1/invoices", []byte(body))
+		if r.Status != 422 || r.Problem(t).Code != "validation_failed" {
 			t.Fatalf("%s: %d %s", name, r.Status, r.Body)
 		}
 	}
@@ -118,14 +124,14 @@ func TestCaseVariantKeys(t *testing.T) {
 		t.Fatalf("refused creates wrote %d invoices and made %d DOKU calls", n, s.Sim.GenerateCalls())
 	}
 
-	inv := create(t, s, apitest.Invoice("INV-CASE-N", "alfa"))
-	code := inv["payment_code"].(string)
+	inv := create(t, s, apitest.NewInvoice("INV-CASE-N", "alfa"))
+	code := inv.Code(t)
 	body := strings.Replace(string(notification("INV-CASE-N", code, "1000", "2026-01-01T10:00:00Z", `"T1"`)),
 		`"amount":1000`, `"amount":1000,"AMOUNT":150000`, 1)
-	if r := s.Notify([]byte(body), "case-variant", nil); r.Status != 400 || r.JSON(t)["code"] != "invalid_notification" {
+	if r := s.Notify([]byte(body), "case-variant", nil); r.Status != 400 || r.Problem(t).Code != "invalid_notification" {
 		t.Fatalf("signed notification with AMOUNT: %d %s", r.Status, r.Body)
 	}
-	if got := get(t, s, "INV-CASE-N"); got["status"] != "pending" {
+	if got := get(t, s, "INV-CASE-N"); got.Status != "pending" {
 		t.Fatalf("a case-variant key paid the invoice: %v", got)
 	}
 	if items := s.Attention("reason=unreadable_notification&invoice_number=INV-CASE-N"); len(items) != 1 {
@@ -136,6 +142,7 @@ func TestCaseVariantKeys(t *testing.T) {
 // What the API stores is valid UTF-8 without NUL, refused otherwise with 422 and nothing written —
 // never replaced, and never a 500 from PostgreSQL refusing it.
 func TestTextPostgresRefusesIsRefusedUpFront(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	base := `{"invoice_number":"INV-TXT","channel":"alfa","amount":150000,"customer":{"name":"A"},`
 	for name, tc := range map[string]struct{ body, field string }{
@@ -150,8 +157,8 @@ func TestTextPostgresRefusesIsRefusedUpFront(t *testing.T) {
 		"NUL in email":              {`{"invoice_number":"INV-TXT","channel":"alfa","amount":150000,"customer":{"name":"A","email":"a\u0000@b.co"}}`, "customer.email"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := s.Do(http.MethodPost, "/v1/invoices", tc.body, nil)
-			if r.Status != 422 || !hasField(r.JSON(t), tc.field) {
+			r := s.POST("/v1/invoices", []byte(tc.body))
+			if r.Status != 422 || !r.Problem(t).HasField(tc.field) {
 				t.Fatalf("HTTP %d %s, want 422 naming %s", r.Status, r.Body, tc.field)
 			}
 		})
@@ -164,9 +171,10 @@ func TestTextPostgresRefusesIsRefusedUpFront(t *testing.T) {
 // DOKU's bytes are kept whatever they are: a genuine, matching payment whose store identifiers hold a
 // NUL or bytes that are not UTF-8 is recorded (200), not a 500 on every delivery.
 func TestPaymentWithUnstorableIdentifiersIsRecorded(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-BYTES", "alfa"))
-	body := notification("INV-BYTES", inv["payment_code"].(string), "150000", "2026-01-01T10:00:00Z", "\"T\\u0000X\xff\"")
+	inv := create(t, s, apitest.NewInvoice("INV-BYTES", "alfa"))
+	body := notification("INV-BYTES", inv.Code(t), "150000", "2026-01-01T10:00:00Z", "\"T\\u0000X\xff\"")
 	for i := 0; i < 2; i++ {
 		r := s.Notify(body, "bytes-1", nil)
 		if r.Status != 200 {
@@ -174,8 +182,10 @@ func TestPaymentWithUnstorableIdentifiersIsRecorded(t *testing.T) {
 		}
 	}
 	got := get(t, s, "INV-BYTES")
-	ids := got["payments"].([]any)[0].(map[string]any)["identifiers"].(map[string]any)
-	if got["status"] != "paid" || ids["AGENT_TRX_ID"] != "T\uFFFDX\uFFFD" {
+	if len(got.Payments) == 0 {
+		t.Fatalf("no payment: %v", got)
+	}
+	if ids := got.Payments[0].Identifiers; got.Status != "paid" || ids["AGENT_TRX_ID"] != "T\uFFFDX\uFFFD" {
 		t.Fatalf("payment: %v", got)
 	}
 	if n := s.Count(`SELECT count(*) FROM notifications WHERE doku_request_id = 'bytes-1' AND body = $1`, body); n != 1 {

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/view"
 )
 
 func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +41,7 @@ func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/invoices/"+stored.Number)
 	}
-	writeJSON(w, status, toJSON(stored))
+	writeJSON(w, status, view.OfInvoice(stored))
 }
 
 func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +57,7 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON(inv))
+	writeJSON(w, http.StatusOK, view.OfInvoice(inv))
 }
 
 // syncInvoice checks the invoice with DOKU now and answers it as it then is.
@@ -76,10 +77,10 @@ func (h *handlers) syncInvoice(w http.ResponseWriter, r *http.Request) {
 		zerolog.Ctx(r.Context()).Error().Str("invoice_number", number).Str("outcome", string(outcome)).
 			Msg("DOKU reports a payment that does not match the invoice; left unchanged for a person")
 	}
-	writeJSON(w, http.StatusOK, toJSON(inv))
+	writeJSON(w, http.StatusOK, view.OfInvoice(inv))
 }
 
-type eventJSON struct {
+type historyJSON struct {
 	At     string         `json:"at"`
 	Source string         `json:"source"`
 	Kind   string         `json:"kind"`
@@ -103,23 +104,23 @@ func (h *handlers) invoiceEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		InvoiceNumber string      `json:"invoice_number"`
-		Items         []eventJSON `json:"items"`
-	}{InvoiceNumber: number, Items: make([]eventJSON, 0, len(evs))}
+		InvoiceNumber string        `json:"invoice_number"`
+		Items         []historyJSON `json:"items"`
+	}{InvoiceNumber: number, Items: make([]historyJSON, 0, len(evs))}
 	for _, e := range evs {
 		d := e.Detail
 		if d == nil {
 			d = map[string]any{}
 		}
-		out.Items = append(out.Items, eventJSON{At: e.At.UTC().Format(time.RFC3339Nano), Source: string(e.Source),
-			Kind: string(e.Kind), From: optString(string(e.From)), To: optString(string(e.To)), Detail: d})
+		out.Items = append(out.Items, historyJSON{At: e.At.UTC().Format(time.RFC3339Nano), Source: string(e.Source),
+			Kind: string(e.Kind), From: view.OptString(string(e.From)), To: view.OptString(string(e.To)), Detail: d})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 type listJSON struct {
-	Items      []invoiceJSON `json:"items"`
-	NextCursor *string       `json:"next_cursor"`
+	Items      []view.Invoice `json:"items"`
+	NextCursor *string        `json:"next_cursor"`
 }
 
 func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
@@ -133,9 +134,9 @@ func (h *handlers) listInvoices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	out := listJSON{Items: make([]invoiceJSON, 0, len(items)), NextCursor: optString(next)}
+	out := listJSON{Items: make([]view.Invoice, 0, len(items)), NextCursor: view.OptString(next)}
 	for _, inv := range items {
-		out.Items = append(out.Items, toJSON(inv))
+		out.Items = append(out.Items, view.OfInvoice(inv))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

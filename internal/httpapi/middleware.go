@@ -132,30 +132,41 @@ func keyNameFrom(ctx context.Context) string {
 	return n
 }
 
-// bearerAuth admits requests carrying a bearer token whose SHA-256 is one of the keys'. Digests are
-// compared in constant time, so neither a key's content nor its length leaks through timing, and all
-// are checked whichever matches, so several keys can be valid at once during a rotation. The matching
-// key's name goes into the request's context.
+// bearerAuth admits requests carrying one of the API keys (keyFrom); the matching key's name goes
+// into the request's context.
 func bearerAuth(keys []APIKey) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || token == "" {
-				writeError(w, r, refuse(http.StatusUnauthorized, codeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+			name, ok := keyFrom(r, keys)
+			if !ok {
+				writeError(w, r, errNoKey)
 				return
 			}
-			got := sha256.Sum256([]byte(token))
-			match, which := 0, 0
-			for i := range keys {
-				eq := subtle.ConstantTimeCompare(got[:], keys[i].Digest[:])
-				match |= eq
-				which = subtle.ConstantTimeSelect(eq, i, which)
-			}
-			if match != 1 {
-				writeError(w, r, refuse(http.StatusUnauthorized, codeUnauthorized, "a valid API key is required: Authorization: Bearer <key>"))
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyNameKey, keys[which].Name)))
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyNameKey, name)))
 		})
 	}
+}
+
+var errNoKey = refuse(http.StatusUnauthorized, codeUnauthorized, "a valid API key is required: Authorization: Bearer <key>")
+
+// keyFrom is the name of the API key the request carries as a bearer token, if it carries one of
+// keys. Digests are compared in constant time, so neither a key's content nor its length leaks
+// through timing, and all are checked whichever matches, so several keys can be valid at once during
+// a rotation.
+func keyFrom(r *http.Request, keys []APIKey) (string, bool) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return "", false
+	}
+	got := sha256.Sum256([]byte(token))
+	match, which := 0, 0
+	for i := range keys {
+		eq := subtle.ConstantTimeCompare(got[:], keys[i].Digest[:])
+		match |= eq
+		which = subtle.ConstantTimeSelect(eq, i, which)
+	}
+	if match != 1 {
+		return "", false
+	}
+	return keys[which].Name, true
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/view"
 )
 
 type notificationJSON struct {
@@ -57,10 +58,10 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	out := notificationListJSON{Items: make([]notificationJSON, 0, len(items)), NextCursor: optString(next)}
+	out := notificationListJSON{Items: make([]notificationJSON, 0, len(items)), NextCursor: view.OptString(next)}
 	for _, n := range items {
 		j := notificationJSON{ID: n.ID, DokuRequestID: n.RequestID, InvoiceNumber: n.InvoiceNumber, Outcome: n.Outcome,
-			Deliveries: n.Deliveries, ReceivedAt: rfc3339(n.ReceivedAt), LastReceivedAt: rfc3339(n.LastReceivedAt),
+			Deliveries: n.Deliveries, ReceivedAt: view.Time(n.ReceivedAt), LastReceivedAt: view.Time(n.LastReceivedAt),
 			Headers: n.Headers, Body: strings.ToValidUTF8(string(n.Body), "\uFFFD"), BodyJSON: json.RawMessage("null")}
 		if json.Valid(n.Body) {
 			j.BodyJSON = n.Body

@@ -18,7 +18,7 @@ import (
 // scrape reads /metrics and returns each sample as "name{labels}" -> value.
 func scrape(t *testing.T, s *apitest.Stack) (map[string]float64, string) {
 	t.Helper()
-	resp := s.Do("GET", "/metrics", nil, nil)
+	resp := s.GET("/metrics")
 	if resp.Status != 200 {
 		t.Fatalf("/metrics: %d", resp.Status)
 	}
@@ -49,17 +49,18 @@ func scrape(t *testing.T, s *apitest.Stack) (map[string]float64, string) {
 }
 
 func TestMetricsMoveWithAFlow(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-MX-1", "alfa"))
-	code := inv["payment_code"].(string)
+	inv := create(t, s, apitest.NewInvoice("INV-MX-1", "alfa"))
+	code := inv.Code(t)
 	paid := s.Pay(code, 150000)
-	body := apitest.NotificationBody("INV-MX-1", "alfa", code, 150000, paid["transaction_id"].(string))
+	body := apitest.NotificationBody("INV-MX-1", "alfa", code, 150000, paid.TransactionID)
 	s.Notify(body, "mx-dup", nil)                                                                    // duplicate payment
 	s.Notify(body, "mx-dup", nil)                                                                    // redelivered Request-Id
 	s.Notify(body, "mx-bad", func(h http.Header) { h.Set(doku.HeaderSignature, "HMACSHA256=AAAA") }) // refused
 	s.Notify(apitest.NotificationBody("INV-MX-1", "alfa", code, 1, "T2"), "mx-wrong", nil)           // amount mismatch
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 503})
-	s.Do("POST", "/v1/invoices", apitest.Invoice("INV-MX-2", "indomaret"), nil) // DOKU unavailable
+	s.Create(apitest.NewInvoice("INV-MX-2", "indomaret")) // DOKU unavailable
 	if _, err := s.Reconciler().RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -99,26 +100,26 @@ func TestMetricsMoveWithAFlow(t *testing.T) {
 }
 
 func TestInvoiceHistoryExplainsPaid(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-HIST", "indomaret"))
-	s.Pay(inv["payment_code"].(string), 150000)
+	inv := create(t, s, apitest.NewInvoice("INV-HIST", "indomaret"))
+	s.Pay(inv.Code(t), 150000)
 
-	resp := s.Do("GET", "/v1/invoices/INV-HIST/events", nil, nil)
+	resp := s.GET("/v1/invoices/INV-HIST/events")
 	if resp.Status != 200 {
 		t.Fatalf("events: %d %s", resp.Status, resp.Body)
 	}
 	var got []string
-	for _, it := range resp.JSON(t)["items"].([]any) {
-		e := it.(map[string]any)
-		step := e["source"].(string) + ":" + e["kind"].(string)
-		if e["to_status"] != nil {
-			step += "->" + e["to_status"].(string)
+	for _, e := range resp.History(t).Items {
+		step := e.Source + ":" + e.Kind
+		if e.ToStatus != nil {
+			step += "->" + *e.ToStatus
 		}
 		got = append(got, step)
-		if e["kind"] == "doku_generate" && (e["detail"].(map[string]any)["result"] != "issued" || e["detail"].(map[string]any)["doku_request_id"] == "") {
+		if e.Kind == "doku_generate" && (e.Detail["result"] != "issued" || e.Detail["doku_request_id"] == "") {
 			t.Errorf("DOKU call without result or Request-Id: %v", e)
 		}
-		if e["kind"] == "payment_recorded" && e["detail"].(map[string]any)["amount"] != float64(150000) {
+		if e.Kind == "payment_recorded" && e.Detail["amount"] != float64(150000) {
 			t.Errorf("payment without amount: %v", e)
 		}
 	}
@@ -126,22 +127,24 @@ func TestInvoiceHistoryExplainsPaid(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("history\n got %s\nwant %s", strings.Join(got, " "), want)
 	}
-	if r := s.Do("GET", "/v1/invoices/INV-NONE/events", nil, nil); r.Status != 404 {
+	if r := s.GET("/v1/invoices/INV-NONE/events"); r.Status != 404 {
 		t.Fatalf("events of an unknown invoice: %d", r.Status)
 	}
 }
 
 func TestServesItsContract(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	r := s.Do("GET", "/openapi.yaml", nil, map[string]string{"Authorization": ""})
+	r := s.Send(apitest.Request{Method: http.MethodGet, Path: "/openapi.yaml", NoKey: true})
 	if r.Status != 200 || !strings.HasPrefix(string(r.Body), "openapi: 3.1") {
 		t.Fatalf("/openapi.yaml: %d %.40s", r.Status, r.Body)
 	}
 }
 
 func TestMetricsNeedAKeyAndStayBounded(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	if r := s.Do("GET", "/metrics", nil, map[string]string{"Authorization": ""}); r.Status != 401 {
+	if r := s.Send(apitest.Request{Method: http.MethodGet, Path: "/metrics", NoKey: true}); r.Status != 401 {
 		t.Fatalf("/metrics without a key on the public listener: %d", r.Status)
 	}
 	for i := 0; i < 50; i++ {

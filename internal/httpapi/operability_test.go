@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -32,26 +31,28 @@ next:
 
 // A sync that DOKU cannot answer says "retry in 5 s" — and the retry is not then refused as too soon.
 func TestFailedSyncGivesItsSlotBack(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.SyncMinInterval = time.Minute }})
-	create(t, s, apitest.Invoice("INV-SYNC-FAIL", "alfa"))
+	create(t, s, apitest.NewInvoice("INV-SYNC-FAIL", "alfa"))
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 500})
-	r := s.Do(http.MethodPost, "/v1/invoices/INV-SYNC-FAIL/sync", nil, nil)
+	r := s.Sync("INV-SYNC-FAIL")
 	if r.Status != 503 || r.Header.Get("Retry-After") != "5" {
 		t.Fatalf("sync with DOKU failing: %d %s %v", r.Status, r.Body, r.Header)
 	}
-	if r := s.Do(http.MethodPost, "/v1/invoices/INV-SYNC-FAIL/sync", nil, nil); r.Status != 200 {
+	if r := s.Sync("INV-SYNC-FAIL"); r.Status != 200 {
 		t.Fatalf("the retry its Retry-After asked for: %d %s", r.Status, r.Body)
 	}
-	if r := s.Do(http.MethodPost, "/v1/invoices/INV-SYNC-FAIL/sync", nil, nil); r.Status != 429 {
+	if r := s.Sync("INV-SYNC-FAIL"); r.Status != 429 {
 		t.Fatalf("a sync right after a successful one: %d, want 429", r.Status)
 	}
 }
 
 // A body over the limit on a real route is logged and counted under that route, not "unmatched".
 func TestOversizedCreateIsCountedUnderItsRoute(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	big := `{"info":"` + strings.Repeat("x", 70<<10) + `"}`
-	if r := s.Do(http.MethodPost, "/v1/invoices", big, nil); r.Status != 413 {
+	if r := s.POST("/v1/invoices", []byte(big)); r.Status != 413 {
 		t.Fatalf("oversized create: %d", r.Status)
 	}
 	m, _ := scrape(t, s)
@@ -66,9 +67,10 @@ func TestOversizedCreateIsCountedUnderItsRoute(t *testing.T) {
 // A failed create's lines name the invoice; a DOKU blip (retried by the client and the resumer) is a
 // warning, not an error someone is paged for.
 func TestFailedCreateLogsNameTheInvoiceAtWarn(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 503})
-	if r := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice("INV-BLIP", "alfa"), nil); r.Status != 503 {
+	if r := s.Create(apitest.NewInvoice("INV-BLIP", "alfa")); r.Status != 503 {
 		t.Fatalf("setup: %d", r.Status)
 	}
 	failed := logLines(s, `"message":"request failed; retry later"`)
@@ -85,6 +87,7 @@ func TestFailedCreateLogsNameTheInvoiceAtWarn(t *testing.T) {
 
 // The workers' series exist at zero before anything happened, so ratio alerts over them have data.
 func TestWorkerSeriesExistFromTheStart(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	m, _ := scrape(t, s)
 	for _, key := range []string{
@@ -101,15 +104,19 @@ func TestWorkerSeriesExistFromTheStart(t *testing.T) {
 // A payment made one second after the code's expiry, while the invoice waited in the grace period,
 // is paid after expiry: a checkout may have given the order up at expires_at.
 func TestPaymentJustAfterExpiryIsPaidAfterExpiry(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := create(t, s, apitest.Invoice("INV-GRACE-1S", "alfa"))
-	expires, _ := time.Parse(time.RFC3339, inv["expires_at"].(string))
-	body := notification("INV-GRACE-1S", inv["payment_code"].(string), "150000", expires.Add(time.Second).Format(time.RFC3339), `"T1"`)
+	inv := create(t, s, apitest.NewInvoice("INV-GRACE-1S", "alfa"))
+	if inv.ExpiresAt == nil {
+		t.Fatalf("no expiry: %v", inv)
+	}
+	expires, _ := time.Parse(time.RFC3339, *inv.ExpiresAt)
+	body := notification("INV-GRACE-1S", inv.Code(t), "150000", expires.Add(time.Second).Format(time.RFC3339), `"T1"`)
 	if r := s.Notify(body, "grace-1s", nil); r.Status != 200 {
 		t.Fatalf("notify: %d %s", r.Status, r.Body)
 	}
 	got := get(t, s, "INV-GRACE-1S")
-	if got["status"] != "paid" || got["paid_after_expiry"] != true {
+	if got.Status != "paid" || !got.PaidAfterExpiry {
 		t.Fatalf("paid 1 s after expiry: %v", got)
 	}
 	if items := s.Attention("reason=paid_after_expiry&invoice_number=INV-GRACE-1S"); len(items) != 1 {

@@ -37,6 +37,7 @@ const (
 	codeForbidden           code = "forbidden"
 	codeStaleNotification   code = "stale_notification"
 	codeAlreadyResolved     code = "already_resolved"
+	codeNotCancellable      code = "not_cancellable"
 	codeInternal            code = "internal"
 )
 
@@ -44,7 +45,7 @@ const (
 var codes = []code{codeValidation, codeInvalidJSON, codeNotFound, codeInvoiceExists, codeUnauthorized, codeTooLarge,
 	codeUnsupportedType, codeDokuUnavailable, codeDokuRejected, codeUnavailable, codeNotIssued, codeBadSignature,
 	codeInvalidNotification, codeMethodNotAllowed, codeRequestInProgress, codeRateLimited, codeForbidden,
-	codeStaleNotification, codeAlreadyResolved, codeInternal}
+	codeStaleNotification, codeAlreadyResolved, codeNotCancellable, codeInternal}
 
 // domainProblems is the one table from the domain's errors to what a client sees.
 var domainProblems = []struct {
@@ -57,6 +58,7 @@ var domainProblems = []struct {
 	{invoice.ErrRequestInProgress, http.StatusConflict, codeRequestInProgress},
 	{invoice.ErrNotIssued, http.StatusConflict, codeNotIssued},
 	{invoice.ErrAlreadyResolved, http.StatusConflict, codeAlreadyResolved},
+	{invoice.ErrNotCancellable, http.StatusConflict, codeNotCancellable},
 	{invoice.ErrRateLimited, http.StatusTooManyRequests, codeRateLimited},
 	{invoice.ErrDokuRejected, http.StatusBadGateway, codeDokuRejected},
 	{invoice.ErrDokuUnavailable, http.StatusServiceUnavailable, codeDokuUnavailable},

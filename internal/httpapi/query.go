@@ -16,7 +16,8 @@ const (
 
 // listQuery reads a list endpoint's query string strictly: a malformed string, an unknown parameter or
 // a repeated one is a field error, never silently ignored — a misspelt filter would otherwise widen
-// the result. limit and cursor are common to every list; param handles the endpoint's own filters.
+// the result. limit and cursor are common to every list (cursor nil: the list pages otherwise); param
+// handles the endpoint's own filters.
 func listQuery(raw string, limit *int, cursor *string, param func(key string, vals []string) *invoice.FieldError) error {
 	// url.URL.Query() drops what it cannot parse; ParseQuery says so.
 	q, err := url.ParseQuery(raw)
@@ -27,14 +28,14 @@ func listQuery(raw string, limit *int, cursor *string, param func(key string, va
 	var errs []invoice.FieldError
 	for key, vals := range q {
 		var fe *invoice.FieldError
-		switch key {
-		case "limit":
+		switch {
+		case key == "limit":
 			n, err := strconv.Atoi(vals[0])
 			if err != nil || n < 1 || n > maxPageSize || len(vals) != 1 {
 				fe = &invoice.FieldError{Field: key, Message: "must be one integer from 1 to " + strconv.Itoa(maxPageSize)}
 			}
 			*limit = n
-		case "cursor":
+		case key == "cursor" && cursor != nil:
 			if len(vals) != 1 {
 				fe = &invoice.FieldError{Field: key, Message: "must be given once"}
 			}

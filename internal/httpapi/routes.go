@@ -30,6 +30,8 @@ func (h *handlers) routes(log zerolog.Logger) http.Handler {
 	}
 	// DOKU cannot send our API key: the webhook is authenticated by its signature instead.
 	r.Post(h.cfg.NotificationPath, h.dokuNotification)
+	// A checkout page cannot hold an API key either: a stream takes a key or a stream token.
+	r.Get("/v1/invoices/{invoice_number}/stream", h.streamInvoice)
 
 	r.Group(func(r chi.Router) {
 		r.Use(auth)
@@ -38,6 +40,13 @@ func (h *handlers) routes(log zerolog.Logger) http.Handler {
 		r.Get("/v1/invoices/{invoice_number}", h.getInvoice)
 		r.Post("/v1/invoices/{invoice_number}/sync", h.syncInvoice)
 		r.Get("/v1/invoices/{invoice_number}/events", h.invoiceEvents)
+		r.Post("/v1/invoices/{invoice_number}/cancel", h.cancelInvoice)
+		r.Post("/v1/invoices/{invoice_number}/stream-token", h.issueStreamToken)
+		r.Get("/v1/events", h.listEvents)
+		r.Get("/v1/events/{id}", h.getEvent)
+		r.Post("/v1/events/{id}/redeliver", h.redeliverEvent)
+		r.Get("/v1/webhook-endpoints", h.listEndpoints)
+		r.Post("/v1/webhook-endpoints/{name}/enable", h.enableEndpoint)
 		r.Get("/v1/notifications", h.listNotifications)
 		r.Get("/v1/attention", h.listAttention)
 		r.Post("/v1/attention/{id}/resolve", h.resolveAttention)

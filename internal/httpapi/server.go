@@ -1,5 +1,6 @@
 // Package httpapi is the service's HTTP face: the internal invoice API for checkout frontends, DOKU's
-// payment webhook, and the health endpoints, all on one chi router (routes.go). It owns the HTTP
+// payment webhook, the event feed and the status streams, and the health endpoints, all on one chi
+// router (routes.go). It owns the HTTP
 // vocabulary — request bodies, problem codes, the one table from domain errors to statuses — and
 // calls the application service for everything else.
 package httpapi
@@ -7,6 +8,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -15,6 +17,7 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/service"
+	"github.com/merchant/o2o/internal/stream"
 )
 
 // NotificationReader verifies and reads DOKU's notifications (doku.Verifier): the notification as the
@@ -33,6 +36,7 @@ type Config struct {
 	Webhook          WebhookConfig
 	// ServeMetrics serves Metrics at GET /metrics (behind an API key) on this handler.
 	ServeMetrics bool
+	Stream       StreamConfig
 }
 
 // Deps are the collaborators the handlers call.
@@ -43,6 +47,10 @@ type Deps struct {
 	Ready   func(ctx context.Context) error
 	Logger  zerolog.Logger
 	Metrics *metrics.Metrics
+	// Hub wakes the status streams when their invoice has new events; Closing, once closed, ends
+	// them (the server is shutting down: a stream would otherwise hold it until its deadline).
+	Hub     *stream.Hub
+	Closing <-chan struct{}
 }
 
 type handlers struct {
@@ -51,11 +59,15 @@ type handlers struct {
 	notifications NotificationReader
 	ready         func(ctx context.Context) error
 	metrics       *metrics.Metrics
+	hub           *stream.Hub
+	closing       <-chan struct{}
+	openStreams   atomic.Int64
 }
 
 // NewServer returns the service's HTTP handler.
 func NewServer(cfg Config, deps Deps) http.Handler {
-	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, metrics: deps.Metrics}
+	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, metrics: deps.Metrics,
+		hub: deps.Hub, closing: deps.Closing}
 	return h.routes(deps.Logger)
 }
 

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,8 +10,14 @@ import (
 	"github.com/merchant/o2o/internal/apitest"
 )
 
-func with(changes map[string]any) map[string]any {
-	req := apitest.Invoice("INV-VAL-1", "alfa")
+// validWith is the tests' valid create request (apitest.NewInvoice) as JSON, with changes made to
+// its fields: a nil value removes the field, any other replaces it (wrongly typed, if need be).
+func validWith(t testing.TB, changes map[string]any) []byte {
+	t.Helper()
+	var req map[string]any
+	if err := json.Unmarshal(apitest.JSON(t, apitest.NewInvoice("INV-VAL-1", "alfa")), &req); err != nil {
+		t.Fatal(err)
+	}
 	for k, v := range changes {
 		if v == nil {
 			delete(req, k)
@@ -18,29 +25,25 @@ func with(changes map[string]any) map[string]any {
 			req[k] = v
 		}
 	}
-	return req
+	return apitest.JSON(t, req)
 }
 
 // Every refused create answers a precise problem, writes nothing and never reaches DOKU.
 func TestCreateRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	tests := badCreates
-	for _, tc := range tests {
+	for _, tc := range badCreates(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			var hdr map[string]string
-			if tc.contentType != "" {
-				hdr = map[string]string{"Content-Type": tc.contentType}
-			}
-			resp := s.Do(http.MethodPost, "/v1/invoices", tc.body, hdr)
+			resp := s.Send(tc.request())
 			if resp.Status != tc.wantStatus {
 				t.Fatalf("HTTP %d, want %d: %s", resp.Status, tc.wantStatus, resp.Body)
 			}
-			p := resp.JSON(t)
-			if p["code"] != tc.wantCode || p["status"] != float64(tc.wantStatus) || p["detail"] == "" {
-				t.Fatalf("problem = %v, want code %s", p, tc.wantCode)
+			p := resp.Problem(t)
+			if p.Code != tc.wantCode || p.Status != tc.wantStatus || p.Detail == "" {
+				t.Fatalf("problem = %+v, want code %s", p, tc.wantCode)
 			}
-			if tc.wantField != "" && !hasField(p, tc.wantField) {
-				t.Fatalf("problem does not name field %s: %v", tc.wantField, p)
+			if tc.wantField != "" && !p.HasField(tc.wantField) {
+				t.Fatalf("problem does not name field %s: %+v", tc.wantField, p)
 			}
 		})
 	}
@@ -54,91 +57,96 @@ func TestCreateRejectsBadInput(t *testing.T) {
 
 type badCreate struct {
 	name        string
-	body        any
+	body        []byte
 	contentType string
 	wantStatus  int
 	wantCode    string
 	wantField   string
 }
 
-// badCreates are create requests that must be refused with a precise problem and no write.
-var badCreates = []badCreate{
-	{name: "missing invoice number", body: with(map[string]any{"invoice_number": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "invoice number too long", body: with(map[string]any{"invoice_number": strings.Repeat("A", 65)}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "invoice number with slash", body: with(map[string]any{"invoice_number": "INV/1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "invoice number with space", body: with(map[string]any{"invoice_number": "INV 1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "invoice number unicode", body: with(map[string]any{"invoice_number": "INV-Ä"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "invoice number SQL", body: with(map[string]any{"invoice_number": "1';DROP TABLE invoices;--"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "invoice number not a string", body: with(map[string]any{"invoice_number": 1001}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
-	{name: "unknown channel", body: with(map[string]any{"channel": "ovo"}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
-	{name: "missing channel", body: with(map[string]any{"channel": nil, "receipt_footer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
-	{name: "missing amount", body: with(map[string]any{"amount": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "zero amount", body: with(map[string]any{"amount": 0}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "negative amount", body: with(map[string]any{"amount": -150000}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "fractional amount", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.5,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "amount 1.0", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.0,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "amount exponent", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":1.5e5,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "amount as string", body: with(map[string]any{"amount": "150000"}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "amount overflowing int64", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":99999999999999999999999,"customer":{"name":"A"}}`, wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "amount below minimum", body: with(map[string]any{"amount": 9999}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "amount above maximum", body: with(map[string]any{"amount": 5000001}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
-	{name: "missing customer", body: with(map[string]any{"customer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-	{name: "blank customer name", body: with(map[string]any{"customer": map[string]any{"name": "   "}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-	{name: "customer name too long", body: with(map[string]any{"customer": map[string]any{"name": strings.Repeat("n", 65)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-	{name: "customer name control char", body: with(map[string]any{"customer": map[string]any{"name": "A\u0000B"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
-	{name: "bad email", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "not-an-email"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
-	{name: "email with display name", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "A <a@b.co>"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
-	{name: "unknown customer field", body: with(map[string]any{"customer": map[string]any{"name": "A", "phone": "1"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.phone"},
-	{name: "expiry too short", body: with(map[string]any{"expires_in_minutes": 1}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
-	{name: "expiry too long", body: with(map[string]any{"expires_in_minutes": 43201}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
-	{name: "expiry not a number", body: with(map[string]any{"expires_in_minutes": "60"}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
-	{name: "reusable not a boolean", body: with(map[string]any{"reusable": "yes"}), wantStatus: 422, wantCode: "validation_failed", wantField: "reusable"},
-	{name: "receipt footer on indomaret", body: with(map[string]any{"channel": "indomaret"}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
-	{name: "receipt footer too long", body: with(map[string]any{"receipt_footer": strings.Repeat("f", 129)}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
-	{name: "info too long", body: with(map[string]any{"info": strings.Repeat("i", 256)}), wantStatus: 422, wantCode: "validation_failed", wantField: "info"},
-	{name: "metadata not an object", body: with(map[string]any{"metadata": []int{1}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
-	{name: "metadata too large", body: with(map[string]any{"metadata": map[string]string{"x": strings.Repeat("m", 5000)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
-	{name: "unknown field", body: with(map[string]any{"currency": "USD"}), wantStatus: 422, wantCode: "validation_failed", wantField: "currency"},
-	{name: "empty body", body: "", wantStatus: 400, wantCode: "invalid_json"},
-	{name: "not JSON", body: "invoice_number=1", wantStatus: 400, wantCode: "invalid_json"},
-	{name: "truncated JSON", body: `{"invoice_number":"INV-VAL-1",`, wantStatus: 400, wantCode: "invalid_json"},
-	{name: "JSON array", body: `[1,2]`, wantStatus: 400, wantCode: "invalid_json"},
-	{name: "trailing data", body: `{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000,"customer":{"name":"A"}} {"x":1}`, wantStatus: 400, wantCode: "invalid_json"},
-	{name: "wrong content type", body: `{}`, contentType: "text/plain", wantStatus: 415, wantCode: "unsupported_media_type"},
-	{name: "body over the limit", body: `{"info":"` + strings.Repeat("x", 70<<10) + `"}`, wantStatus: 413, wantCode: "payload_too_large"},
+// request is the create request: the body, with its Content-Type when the case names one.
+func (bc badCreate) request() apitest.Request {
+	req := apitest.Request{Method: http.MethodPost, Path: "/v1/invoices", Body: bc.body}
+	if bc.contentType != "" {
+		req.Header = http.Header{"Content-Type": {bc.contentType}}
+	}
+	return req
 }
 
-func hasField(problem map[string]any, field string) bool {
-	errs, _ := problem["errors"].([]any)
-	for _, e := range errs {
-		if m, _ := e.(map[string]any); m["field"] == field && m["message"] != "" {
-			return true
-		}
+// badCreates are create requests that must be refused with a precise problem and no write.
+func badCreates(t testing.TB) []badCreate {
+	with := func(changes map[string]any) []byte { t.Helper(); return validWith(t, changes) }
+	raw := func(body string) []byte { return []byte(body) }
+	return []badCreate{
+		{name: "missing invoice number", body: with(map[string]any{"invoice_number": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number too long", body: with(map[string]any{"invoice_number": strings.Repeat("A", 65)}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number with slash", body: with(map[string]any{"invoice_number": "INV/1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number with space", body: with(map[string]any{"invoice_number": "INV 1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number unicode", body: with(map[string]any{"invoice_number": "INV-Ä"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number SQL", body: with(map[string]any{"invoice_number": "1';DROP TABLE invoices;--"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number not a string", body: with(map[string]any{"invoice_number": 1001}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "unknown channel", body: with(map[string]any{"channel": "ovo"}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
+		{name: "missing channel", body: with(map[string]any{"channel": nil, "receipt_footer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "channel"},
+		{name: "missing amount", body: with(map[string]any{"amount": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "zero amount", body: with(map[string]any{"amount": 0}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "negative amount", body: with(map[string]any{"amount": -150000}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "fractional amount", body: raw(`{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.5,"customer":{"name":"A"}}`), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "amount 1.0", body: raw(`{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000.0,"customer":{"name":"A"}}`), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "amount exponent", body: raw(`{"invoice_number":"INV-VAL-1","channel":"alfa","amount":1.5e5,"customer":{"name":"A"}}`), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "amount as string", body: with(map[string]any{"amount": "150000"}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "amount overflowing int64", body: raw(`{"invoice_number":"INV-VAL-1","channel":"alfa","amount":99999999999999999999999,"customer":{"name":"A"}}`), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "amount below minimum", body: with(map[string]any{"amount": 9999}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "amount above maximum", body: with(map[string]any{"amount": 5000001}), wantStatus: 422, wantCode: "validation_failed", wantField: "amount"},
+		{name: "missing customer", body: with(map[string]any{"customer": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+		{name: "blank customer name", body: with(map[string]any{"customer": map[string]any{"name": "   "}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+		{name: "customer name too long", body: with(map[string]any{"customer": map[string]any{"name": strings.Repeat("n", 65)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+		{name: "customer name control char", body: with(map[string]any{"customer": map[string]any{"name": "A\u0000B"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.name"},
+		{name: "bad email", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "not-an-email"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
+		{name: "email with display name", body: with(map[string]any{"customer": map[string]any{"name": "A", "email": "A <a@b.co>"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.email"},
+		{name: "unknown customer field", body: with(map[string]any{"customer": map[string]any{"name": "A", "phone": "1"}}), wantStatus: 422, wantCode: "validation_failed", wantField: "customer.phone"},
+		{name: "expiry too short", body: with(map[string]any{"expires_in_minutes": 1}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
+		{name: "expiry too long", body: with(map[string]any{"expires_in_minutes": 43201}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
+		{name: "expiry not a number", body: with(map[string]any{"expires_in_minutes": "60"}), wantStatus: 422, wantCode: "validation_failed", wantField: "expires_in_minutes"},
+		{name: "reusable not a boolean", body: with(map[string]any{"reusable": "yes"}), wantStatus: 422, wantCode: "validation_failed", wantField: "reusable"},
+		{name: "receipt footer on indomaret", body: with(map[string]any{"channel": "indomaret"}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
+		{name: "receipt footer too long", body: with(map[string]any{"receipt_footer": strings.Repeat("f", 129)}), wantStatus: 422, wantCode: "validation_failed", wantField: "receipt_footer"},
+		{name: "info too long", body: with(map[string]any{"info": strings.Repeat("i", 256)}), wantStatus: 422, wantCode: "validation_failed", wantField: "info"},
+		{name: "metadata not an object", body: with(map[string]any{"metadata": []int{1}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
+		{name: "metadata too large", body: with(map[string]any{"metadata": map[string]string{"x": strings.Repeat("m", 5000)}}), wantStatus: 422, wantCode: "validation_failed", wantField: "metadata"},
+		{name: "unknown field", body: with(map[string]any{"currency": "USD"}), wantStatus: 422, wantCode: "validation_failed", wantField: "currency"},
+		{name: "empty body", body: raw(""), wantStatus: 400, wantCode: "invalid_json"},
+		{name: "not JSON", body: raw("invoice_number=1"), wantStatus: 400, wantCode: "invalid_json"},
+		{name: "truncated JSON", body: raw(`{"invoice_number":"INV-VAL-1",`), wantStatus: 400, wantCode: "invalid_json"},
+		{name: "JSON array", body: raw(`[1,2]`), wantStatus: 400, wantCode: "invalid_json"},
+		{name: "trailing data", body: raw(`{"invoice_number":"INV-VAL-1","channel":"alfa","amount":150000,"customer":{"name":"A"}} {"x":1}`), wantStatus: 400, wantCode: "invalid_json"},
+		{name: "wrong content type", body: raw(`{}`), contentType: "text/plain", wantStatus: 415, wantCode: "unsupported_media_type"},
+		{name: "body over the limit", body: raw(`{"info":"` + strings.Repeat("x", 70<<10) + `"}`), wantStatus: 413, wantCode: "payload_too_large"},
 	}
-	return false
 }
 
 func TestCreateReportsEveryBadField(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	resp := s.Do(http.MethodPost, "/v1/invoices", map[string]any{"invoice_number": "bad number", "channel": "x", "amount": 1}, nil)
-	p := resp.JSON(t)
+	resp := s.POST("/v1/invoices", apitest.JSON(t, map[string]any{"invoice_number": "bad number", "channel": "x", "amount": 1}))
+	p := resp.Problem(t)
 	for _, f := range []string{"invoice_number", "channel", "amount", "customer.name"} {
-		if !hasField(p, f) {
-			t.Errorf("field %s not reported: %v", f, p)
+		if !p.HasField(f) {
+			t.Errorf("field %s not reported: %+v", f, p)
 		}
 	}
 }
 
 func TestListInvoices(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	for i := 1; i <= 5; i++ {
 		ch := "alfa"
 		if i%2 == 0 {
 			ch = "indomaret"
 		}
-		create(t, s, apitest.Invoice(fmt.Sprintf("INV-LIST-%d", i), ch))
+		create(t, s, apitest.NewInvoice(fmt.Sprintf("INV-LIST-%d", i), ch))
 	}
-	s.Pay(get(t, s, "INV-LIST-3")["payment_code"].(string), 150000)
+	s.Pay(get(t, s, "INV-LIST-3").Code(t), 150000)
 
 	var seen []string
 	cursor := ""
@@ -147,19 +155,16 @@ func TestListInvoices(t *testing.T) {
 		if cursor != "" {
 			path += "&cursor=" + cursor
 		}
-		resp := s.Do("GET", path, nil, nil)
+		resp := s.GET(path)
 		if resp.Status != 200 {
 			t.Fatalf("list: HTTP %d %s", resp.Status, resp.Body)
 		}
-		body := resp.JSON(t)
-		for _, it := range body["items"].([]any) {
-			seen = append(seen, it.(map[string]any)["invoice_number"].(string))
-		}
-		next, _ := body["next_cursor"].(string)
-		if next == "" {
+		body := resp.InvoiceList(t)
+		seen = append(seen, body.Numbers()...)
+		if body.NextCursor == "" {
 			break
 		}
-		cursor = next
+		cursor = body.NextCursor
 	}
 	if strings.Join(seen, ",") != "INV-LIST-5,INV-LIST-4,INV-LIST-3,INV-LIST-2,INV-LIST-1" {
 		t.Fatalf("pages gave %v", seen)
@@ -173,11 +178,7 @@ func TestListInvoices(t *testing.T) {
 		"?channel=alfa&status=paid&limit=1": {"INV-LIST-3"},
 	}
 	for q, want := range filters {
-		body := s.Do("GET", "/v1/invoices"+q, nil, nil).JSON(t)
-		got := []string{}
-		for _, it := range body["items"].([]any) {
-			got = append(got, it.(map[string]any)["invoice_number"].(string))
-		}
+		got := s.GET("/v1/invoices" + q).InvoiceList(t).Numbers()
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("%s: got %v, want %v", q, got, want)
 		}
@@ -194,18 +195,19 @@ func TestListInvoices(t *testing.T) {
 		"?statuss=paid":               "statuss",
 		"?status=paid&status=pending": "status",
 	} {
-		resp := s.Do("GET", "/v1/invoices"+q, nil, nil)
-		if resp.Status != 422 || !hasField(resp.JSON(t), field) {
+		resp := s.GET("/v1/invoices" + q)
+		if resp.Status != 422 || !resp.Problem(t).HasField(field) {
 			t.Errorf("%s: HTTP %d %s, want 422 naming %s", q, resp.Status, resp.Body, field)
 		}
 	}
 }
 
 func TestGetUnknownInvoice(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	for _, number := range []string{"INV-NOPE", "..", "%2e%2e%2fetc", "INV%20X", strings.Repeat("A", 65)} {
-		resp := s.Do("GET", "/v1/invoices/"+number, nil, nil)
-		if resp.Status != 404 || resp.JSON(t)["code"] != "not_found" {
+		resp := s.GET("/v1/invoices/" + number)
+		if resp.Status != 404 || resp.Problem(t).Code != "not_found" {
 			t.Errorf("GET %s: HTTP %d %s", number, resp.Status, resp.Body)
 		}
 	}

@@ -30,13 +30,16 @@ const (
 	// ReasonStuckCreating: DOKU never confirmed the code through every resume attempt; it may or may
 	// not have issued one, so a person checks with DOKU.
 	ReasonStuckCreating Reason = "stuck_creating"
+	// ReasonPaidAfterCancel: money for an invoice the merchant had cancelled (DOKU cannot withdraw an
+	// O2O code): recorded, and a person decides whether to refund or to fulfil the order after all.
+	ReasonPaidAfterCancel Reason = "paid_after_cancel"
 )
 
 // Reasons lists every reason, in the order the runbook explains them.
 var Reasons = []Reason{
 	ReasonAmountMismatch, ReasonChannelMismatch, ReasonCodeMismatch, ReasonInvoiceMismatch,
 	ReasonPaidWhileFailed, ReasonPaidAfterExpiry, ReasonSecondPayment, ReasonUnidentifiedPayment,
-	ReasonUnreadableNotification, ReasonUnknownInvoice, ReasonStuckCreating,
+	ReasonUnreadableNotification, ReasonUnknownInvoice, ReasonStuckCreating, ReasonPaidAfterCancel,
 }
 
 // ParseReason reads a reason, reporting whether it is one.
@@ -87,7 +90,7 @@ type AttentionFilter struct {
 // Flag records a case for a person alongside the invoice's change; the store writes it in the same
 // transaction, once per key.
 func (inv *Invoice) Flag(a Attention) {
-	a.InvoiceNumber = inv.Number
+	a.InvoiceNumber, a.State = inv.Number, AttentionOpen
 	inv.NewAttention = append(inv.NewAttention, a)
 }
 

@@ -19,6 +19,8 @@ var (
 	ErrNotIssued = errors.New("the invoice has no confirmed payment code yet")
 	// ErrRateLimited: the operation was done moments ago; RetryAfter says when it may be done again.
 	ErrRateLimited = errors.New("done moments ago")
+	// ErrNotCancellable: the invoice is paid, expired or failed; its outcome is settled.
+	ErrNotCancellable = errors.New("the invoice can no longer be cancelled")
 	// ErrAlreadyResolved: the attention item has been resolved; the first decision stands.
 	ErrAlreadyResolved = errors.New("the attention item has already been resolved")
 	// ErrDokuRejected: DOKU definitely refused; sending the same request again is refused again.

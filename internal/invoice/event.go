@@ -37,8 +37,11 @@ func (inv *Invoice) Record(e Event) {
 	inv.NewEvents = append(inv.NewEvents, e)
 }
 
-// moveTo changes the status and records the change.
+// moveTo changes the status, records the change in the history and publishes it.
 func (inv *Invoice) moveTo(to Status, source Source, detail map[string]any) {
 	inv.Record(Event{Source: source, Kind: EventStatus, From: inv.Status, To: to, Detail: detail})
 	inv.Status = to
+	if t, ok := statusChanges[to]; ok {
+		inv.announce(Change{Type: t})
+	}
 }

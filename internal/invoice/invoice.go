@@ -21,10 +21,13 @@ const (
 	StatusPaid     Status = "paid"
 	StatusExpired  Status = "expired"
 	StatusFailed   Status = "failed" // DOKU definitely refused to issue a code
+	// StatusCancelled: the merchant called the order off. DOKU has no way to withdraw an O2O code, so
+	// one already issued may still be paid; such money is recorded (paid_after_cancel).
+	StatusCancelled Status = "cancelled"
 )
 
 // Statuses lists every status, in lifecycle order.
-var Statuses = []Status{StatusCreating, StatusPending, StatusPaid, StatusExpired, StatusFailed}
+var Statuses = []Status{StatusCreating, StatusPending, StatusPaid, StatusExpired, StatusFailed, StatusCancelled}
 
 // ParseStatus reads a status, reporting whether it is one.
 func ParseStatus(s string) (Status, bool) { return parse(Statuses, s) }
@@ -104,6 +107,11 @@ type Invoice struct {
 	ExpiresAt       *time.Time
 	PaidAt          *time.Time
 	PaidAfterExpiry bool
+	// CancelledAt and CancelReason say when and why the merchant called the order off; PaidAfterCancel
+	// marks money that came for it all the same.
+	CancelledAt     *time.Time
+	CancelReason    string
+	PaidAfterCancel bool
 	// ExpiredByGrace: expired by our grace period while DOKU did not say EXPIRED.
 	ExpiredByGrace bool
 	FailureCode    string
@@ -127,8 +135,11 @@ type Invoice struct {
 	// the store writes both in the same transaction as the change.
 	NewAttention      []Attention
 	ResolvedAttention []Resolution
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	// NewChanges are what this change tells the merchant's systems (published as events); the store
+	// writes them in the same transaction, so an event exists exactly when its change does.
+	NewChanges []Change
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // TotalPaid is the sum of all recorded payments, in rupiah.

@@ -17,11 +17,14 @@ type CheckPolicy struct {
 
 // MayChange reports whether DOKU could still report something that changes inv, so that it is
 // worth asking: a pending invoice; a paid reusable code, or an invoice our grace period expired, until
-// the window after its expiry has passed.
+// the window after its expiry has passed; a cancelled invoice's code (DOKU cannot withdraw it) until
+// it expires, and the grace period after.
 func (inv *Invoice) MayChange(now time.Time, p CheckPolicy) bool {
 	switch {
 	case inv.Status == StatusPending:
 		return true
+	case inv.Status == StatusCancelled:
+		return inv.PaymentCode != "" && inv.ExpiresAt != nil && inv.ExpiresAt.Add(p.Grace).After(now)
 	case inv.Status == StatusPaid && inv.Reusable, inv.Status == StatusExpired && inv.ExpiredByGrace:
 		return inv.ExpiresAt != nil && inv.ExpiresAt.Add(p.Window).After(now)
 	}

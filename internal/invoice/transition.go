@@ -224,7 +224,24 @@ func (inv *Invoice) record(r PaymentReport, id string, now time.Time) {
 		"reported_date": r.DateText, "after_expiry": afterExpiry}})
 	inv.Payments = append(inv.Payments, Payment{DedupeKey: id, Amount: r.Amount, PaidAt: paidAt, Source: r.Source,
 		RequestID: r.RequestID, Identifiers: r.Identifiers})
+	inv.announce(Change{Type: ChangePaymentRecorded, Payment: len(inv.Payments) - 1})
 
+	inv.flagPayment(r, id, paidAt, second, afterExpiry)
+	if inv.PaidAt == nil {
+		inv.PaidAt = &paidAt
+	}
+	// A failed invoice keeps its status: DOKU refused its code, yet money came — the payment is on
+	// record and a person decides what the order is now. A cancelled one is paid: the money is the
+	// customer's, and the attention item asks whether to refund it or fulfil the order after all.
+	if inv.Status == StatusPending || inv.Status == StatusExpired || inv.Status == StatusCancelled {
+		inv.moveTo(StatusPaid, r.Source, map[string]any{"paid_after_expiry": inv.PaidAfterExpiry,
+			"paid_after_cancel": inv.PaidAfterCancel})
+	}
+}
+
+// flagPayment raises what a payment just recorded needs a person for: money for a failed or a
+// cancelled invoice, after expiry, a single-use code's second payment, a payment only a check saw.
+func (inv *Invoice) flagPayment(r PaymentReport, id string, paidAt time.Time, second, afterExpiry bool) {
 	flag := func(reason Reason) {
 		ev := reportEvidence(inv, r)
 		ev["paid_at"], ev["total_paid"], ev["payments"] = paidAt, inv.TotalPaid(), len(inv.Payments)
@@ -240,19 +257,15 @@ func (inv *Invoice) record(r PaymentReport, id string, now time.Time) {
 		inv.PaidAfterExpiry = true
 		flag(ReasonPaidAfterExpiry)
 	}
+	if inv.Status == StatusCancelled {
+		inv.PaidAfterCancel = true
+		flag(ReasonPaidAfterCancel)
+	}
 	if second {
 		flag(ReasonSecondPayment)
 	}
 	if id == placeholderKey && inv.Reusable {
 		flag(ReasonUnidentifiedPayment)
-	}
-	if inv.PaidAt == nil {
-		inv.PaidAt = &paidAt
-	}
-	// A failed invoice keeps its status: DOKU refused its code, yet money came — the payment is on
-	// record and a person decides what the order is now.
-	if inv.Status == StatusPending || inv.Status == StatusExpired {
-		inv.moveTo(StatusPaid, r.Source, map[string]any{"paid_after_expiry": inv.PaidAfterExpiry})
 	}
 }
 
@@ -270,19 +283,49 @@ type Issued struct {
 }
 
 // MarkIssued moves a creating invoice to pending with its code. It reports false, changing nothing,
-// when the invoice has already left creating (another request or the resumer finished it first).
+// when the invoice has already left creating (another request or the resumer finished it first) —
+// except that an invoice cancelled while its code was being requested keeps the code DOKU issued, as
+// cancelled: that code can be paid, and a payment must find its invoice.
 func (inv *Invoice) MarkIssued(is Issued, source Source) bool {
-	if inv.Status != StatusCreating {
+	switch {
+	case inv.Status == StatusCancelled && inv.PaymentCode == "":
+		inv.Record(Event{Source: source, Kind: EventStatus, From: StatusCancelled, To: StatusCancelled,
+			Detail: map[string]any{"reason": "DOKU issued the code after the invoice was cancelled", "payment_code": is.PaymentCode}})
+		inv.setCode(is)
+		return false
+	case inv.Status != StatusCreating:
 		return false
 	}
 	inv.moveTo(StatusPending, source, nil)
+	inv.setCode(is)
+	return true
+}
+
+func (inv *Invoice) setCode(is Issued) {
 	inv.IssueLeaseHeld = false
 	inv.PaymentCode = is.PaymentCode
 	inv.HowToPayPage = is.HowToPayPage
 	inv.HowToPayAPI = is.HowToPayAPI
 	t := is.ExpiresAt.UTC()
 	inv.ExpiresAt = &t
-	return true
+}
+
+// Cancel calls the order off: a creating or pending invoice becomes cancelled, keeping reason. It
+// reports whether it changed anything — cancelling a cancelled invoice again changes nothing, and the
+// first reason stands. An invoice that is paid, expired or failed cannot be cancelled
+// (ErrNotCancellable): its outcome is already settled.
+func (inv *Invoice) Cancel(reason string, now time.Time, source Source) (bool, error) {
+	switch inv.Status {
+	case StatusCancelled:
+		return false, nil
+	case StatusCreating, StatusPending:
+	default:
+		return false, Errorf(ErrNotCancellable, "the invoice is %s and can no longer be cancelled", inv.Status)
+	}
+	at := now.UTC()
+	inv.CancelledAt, inv.CancelReason = &at, reason
+	inv.moveTo(StatusCancelled, source, map[string]any{"reason": reason})
+	return true, nil
 }
 
 // MarkFailed records DOKU's definite refusal to issue a code. Like MarkIssued it only moves a

@@ -29,6 +29,7 @@ type Metrics struct {
 	workerRounds  *prometheus.CounterVec
 	workerItems   *prometheus.CounterVec
 	workerErrors  *prometheus.CounterVec
+	events        eventMetrics
 }
 
 // New registers the service's collectors, the Go runtime's and the process's, and — when pool is not
@@ -79,6 +80,7 @@ func New(pool *pgxpool.Pool) *Metrics {
 			m.workerItems.WithLabelValues(worker, r)
 		}
 	}
+	m.registerEvents()
 	if pool != nil {
 		reg.MustRegister(&poolCollector{pool: pool})
 	}

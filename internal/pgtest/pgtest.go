@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	neturl "net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +97,39 @@ func NewEmpty(t testing.TB) (name, url string) {
 	}
 	u.Path = "/" + name
 	return name, u.String()
+}
+
+// AdminExec runs sql on the server's admin connection (TEST_DATABASE_URL), for what a test's own
+// connections cannot do (ALTER DATABASE, ending other sessions), or fails the test.
+func AdminExec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		t.Fatalf("pgtest: connect to %s: %v", redact(AdminURL()), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("pgtest: %s: %v", sql, err)
+	}
+}
+
+// Outage takes this database away as a crashed or unreachable server would: new connections are
+// refused and every open one is terminated. Only this database is touched, so tests of other
+// databases (in parallel) are not. restore lets connections in again; it is also registered as a
+// cleanup, and calling it more than once is harmless.
+func (db *DB) Outage(t testing.TB) (restore func()) {
+	t.Helper()
+	AdminExec(t, "ALTER DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" ALLOW_CONNECTIONS false")
+	AdminExec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", db.Name)
+	var once sync.Once
+	restore = func() {
+		t.Helper()
+		once.Do(func() { AdminExec(t, "ALTER DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" ALLOW_CONNECTIONS true") })
+	}
+	t.Cleanup(restore)
+	return restore
 }
 
 func redact(raw string) string {

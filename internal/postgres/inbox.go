@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,15 +20,41 @@ import (
 // The inbox row is an upsert whose RETURNING says whether the notification is new: a concurrent
 // delivery of the same one waits on the row until the first commits, then sees its outcome.
 func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification, apply func(*invoice.Invoice) invoice.Outcome) (invoice.Outcome, *invoice.Invoice, bool, error) {
-	var (
-		id         int64
-		prior      invoice.Outcome
-		deliveries int
-		outcome    = invoice.OutcomeMalformed
-		inv        *invoice.Invoice
-		redeliver  bool
-	)
-	upsert := stmt{
+	rec := &inboxEntry{n: n, apply: apply, outcome: invoice.OutcomeMalformed}
+	number := n.InvoiceNumber
+	if apply == nil {
+		number = "" // nothing to lock: the body could not be read
+	}
+	err := s.lockedTx(ctx, number, []stmt{rec.upsert()}, func(l *locked) ([]stmt, error) { return s.process(rec, l), nil })
+	if err != nil {
+		return "", nil, false, err
+	}
+	n.ID = rec.id
+	if rec.redelivery {
+		return rec.prior, nil, true, nil
+	}
+	return rec.outcome, rec.inv, false, nil
+}
+
+// inboxEntry is one notification on its way through RecordNotification.
+type inboxEntry struct {
+	n     *invoice.Notification
+	apply func(*invoice.Invoice) invoice.Outcome
+
+	// From the inbox row: its id, the outcome stored before this delivery and the delivery count.
+	id         int64
+	prior      invoice.Outcome
+	deliveries int
+
+	outcome    invoice.Outcome
+	inv        *invoice.Invoice
+	redelivery bool // a settled notification delivered again: only its count changed
+}
+
+// upsert stores the notification, or counts one more delivery of it.
+func (e *inboxEntry) upsert() stmt {
+	n := e.n
+	return stmt{
 		sql: `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, body_sha256, outcome)
 			VALUES (@request_id, @invoice_number, @headers, @body, @digest, @outcome)
 			ON CONFLICT (doku_request_id, body_sha256) DO UPDATE
@@ -35,51 +62,47 @@ func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification,
 			RETURNING id, outcome, deliveries`,
 		args: []any{pgx.NamedArgs{"request_id": n.RequestID, "invoice_number": n.InvoiceNumber, "headers": n.Headers,
 			"body": n.Body, "digest": n.BodyDigest(), "outcome": invoice.OutcomeMalformed}},
-		scan: func(row pgx.Row) error { return row.Scan(&id, &prior, &deliveries) },
+		scan: func(row pgx.Row) error { return row.Scan(&e.id, &e.prior, &e.deliveries) },
 	}
-	number := n.InvoiceNumber
-	if apply == nil {
-		number = "" // nothing to lock: the body could not be read
+}
+
+// process decides what the notification does, given its invoice locked (l is nil when there is no
+// such invoice), and returns the statements that do it, ending with the inbox row's outcome.
+func (s *Store) process(e *inboxEntry, l *locked) []stmt {
+	if e.deliveries > 1 && !retried(e.prior) {
+		e.redelivery = true
+		return nil
 	}
-	err := s.lockedTx(ctx, number, []stmt{upsert}, func(l *locked) ([]stmt, error) {
-		if deliveries > 1 && !retried(prior) {
-			redeliver = true
-			return nil, nil // only the delivery count changes
+	n := e.n
+	var then []stmt
+	var invoiceID *int64
+	switch {
+	case e.apply == nil:
+		then = append(then, e.flag("unreadable:", invoice.ReasonUnreadableNotification, map[string]any{"error": n.InvalidReason}, s.now().UTC()))
+	case l == nil:
+		e.outcome = invoice.OutcomeUnknownInvoice
+		then = append(then, e.flag("unknown:", invoice.ReasonUnknownInvoice, map[string]any{}, s.now().UTC()))
+	default:
+		e.outcome = e.apply(l.Invoice)
+		e.inv, invoiceID = l.Invoice, &l.ID
+		if e.deliveries > 1 {
+			// Read now where it could not be before: the item it raised has explained itself.
+			l.ResolvedAttention = append(l.ResolvedAttention,
+				invoice.Resolution{Key: "unreadable:" + n.EvidenceKey(), Note: "read on a later delivery"},
+				invoice.Resolution{Key: "unknown:" + n.EvidenceKey(), Note: "the invoice was found on a later delivery"})
 		}
-		var then []stmt
-		var invoiceID *int64
-		switch {
-		case apply == nil:
-			then = append(then, insertAttention(nil, []invoice.Attention{{Key: "unreadable:" + n.EvidenceKey(),
-				Reason: invoice.ReasonUnreadableNotification, InvoiceNumber: n.InvoiceNumber, Source: invoice.SourceWebhook,
-				Evidence: map[string]any{"notification_id": id, "doku_request_id": n.RequestID, "error": n.InvalidReason}}}))
-		case l == nil:
-			outcome = invoice.OutcomeUnknownInvoice
-			then = append(then, insertAttention(nil, []invoice.Attention{{Key: "unknown:" + n.EvidenceKey(),
-				Reason: invoice.ReasonUnknownInvoice, InvoiceNumber: n.InvoiceNumber, Source: invoice.SourceWebhook,
-				Evidence: map[string]any{"notification_id": id, "doku_request_id": n.RequestID}}}))
-		default:
-			outcome = apply(l.Invoice)
-			inv, invoiceID = l.Invoice, &l.ID
-			if deliveries > 1 {
-				// Read now where it could not be before: the item it raised has explained itself.
-				l.ResolvedAttention = append(l.ResolvedAttention,
-					invoice.Resolution{Key: "unreadable:" + n.EvidenceKey(), Note: "read on a later delivery"},
-					invoice.Resolution{Key: "unknown:" + n.EvidenceKey(), Note: "the invoice was found on a later delivery"})
-			}
-			then = s.writeChanges(l)
-		}
-		return append(then, stmt{sql: `UPDATE notifications SET outcome = $2, invoice_id = $3 WHERE id = $1`,
-			args: []any{id, outcome, invoiceID}}), nil
-	})
-	if err != nil {
-		return "", nil, false, err
+		then = s.writeChanges(l)
 	}
-	n.ID = id
-	if redeliver {
-		return prior, nil, true, nil
-	}
-	return outcome, inv, false, nil
+	return append(then, stmt{sql: `UPDATE notifications SET outcome = $2, invoice_id = $3 WHERE id = $1`,
+		args: []any{e.id, e.outcome, invoiceID}})
+}
+
+// flag raises an attention item about a notification that has no invoice to go with; its key makes a
+// redelivery of the same notification raise nothing new.
+func (e *inboxEntry) flag(keyPrefix string, reason invoice.Reason, evidence map[string]any, now time.Time) stmt {
+	evidence["notification_id"], evidence["doku_request_id"] = e.id, e.n.RequestID
+	return insertAttention(nil, []invoice.Attention{{Key: keyPrefix + e.n.EvidenceKey(), Reason: reason,
+		InvoiceNumber: e.n.InvoiceNumber, Source: invoice.SourceWebhook, Evidence: evidence}}, now)
 }
 
 // retried reports whether a redelivery of a notification that had outcome o is processed again: it

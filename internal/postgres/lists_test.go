@@ -13,13 +13,16 @@ import (
 // Each list of values is defined once, in the domain; the schema's CHECK constraints must allow
 // exactly its values, or a value the code writes would be refused (or a stale one accepted).
 func TestCheckConstraintsFollowTheDomainLists(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	for constraint, want := range map[string][]string{
-		"invoices_status_valid":        strings(invoice.Statuses),
-		"notifications_outcome_valid":  strings(invoice.NotificationOutcomes),
-		"attention_items_reason_valid": strings(invoice.Reasons),
-		"attention_items_state_valid":  strings(invoice.AttentionStates),
-		"invoices_channel_valid":       strings(invoice.Channels),
+		"invoices_status_valid":          strings(invoice.Statuses),
+		"notifications_outcome_valid":    strings(invoice.NotificationOutcomes),
+		"attention_items_reason_valid":   strings(invoice.Reasons),
+		"attention_items_state_valid":    strings(invoice.AttentionStates),
+		"invoices_channel_valid":         strings(invoice.Channels),
+		"events_type_valid":              strings(invoice.ChangeTypes),
+		"webhook_deliveries_state_valid": strings(invoice.DeliveryStates),
 	} {
 		var def string
 		if err := db.Pool.QueryRow(context.Background(),

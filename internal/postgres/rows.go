@@ -36,6 +36,9 @@ type invoiceRow struct {
 	ExpiresAt        *time.Time   `db:"expires_at"`
 	PaidAt           *time.Time   `db:"paid_at"`
 	PaidAfterExpiry  bool         `db:"paid_after_expiry"`
+	CancelledAt      *time.Time   `db:"cancelled_at"`
+	CancelReason     string       `db:"cancel_reason"`
+	PaidAfterCancel  bool         `db:"paid_after_cancel"`
 	ExpiredByGrace   bool         `db:"expired_by_grace"`
 	FailureCode      string       `db:"failure_code"`
 	FailureMessage   string       `db:"failure_message"`
@@ -103,6 +106,7 @@ func (r *invoiceRow) toInvoice() *invoice.Invoice {
 		DokuRequestID: r.DokuRequestID, DokuRequestBody: r.DokuRequestBody,
 		HowToPayPage: r.HowToPayPage, HowToPayAPI: r.HowToPayAPI, ExpiresAt: r.ExpiresAt, PaidAt: r.PaidAt,
 		PaidAfterExpiry: r.PaidAfterExpiry, ExpiredByGrace: r.ExpiredByGrace,
+		CancelledAt: r.CancelledAt, CancelReason: r.CancelReason, PaidAfterCancel: r.PaidAfterCancel,
 		FailureCode: r.FailureCode, FailureMessage: r.FailureMessage,
 		IssueAttempts: r.IssueAttempts, NextIssueAt: r.NextIssueAt, IssueLeaseHeld: r.IssueLeaseHeld,
 		CheckAttempts: r.CheckAttempts, NextCheckAt: r.NextCheckAt,

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/merchant/o2o/internal/invoice"
@@ -39,6 +38,7 @@ func issued(t *testing.T, s *postgres.Store, number string) *invoice.Invoice {
 }
 
 func TestCreateIsInsertOnce(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	ctx := context.Background()
@@ -56,6 +56,7 @@ func TestCreateIsInsertOnce(t *testing.T) {
 }
 
 func TestSchemaForbidsDuplicatesAndNonsense(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	ctx := context.Background()
@@ -84,6 +85,7 @@ func TestSchemaForbidsDuplicatesAndNonsense(t *testing.T) {
 // The webhook and the reconciler may report the same payment at the same moment, and DOKU may
 // deliver a notification twice at once: the row lock makes it one payment whatever the interleaving.
 func TestConcurrentReportsRecordOnePayment(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	issued(t, s, "INV-1")
@@ -124,6 +126,7 @@ func TestConcurrentReportsRecordOnePayment(t *testing.T) {
 }
 
 func TestUpdateErrorWritesNothing(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	issued(t, s, "INV-1")
@@ -145,6 +148,7 @@ func TestUpdateErrorWritesNothing(t *testing.T) {
 }
 
 func TestDatabaseDownIsUnavailable(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	db.Pool.Close()
@@ -154,6 +158,7 @@ func TestDatabaseDownIsUnavailable(t *testing.T) {
 }
 
 func TestMigrateDownAndUp(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	m, err := postgres.NewMigrator(db.Pool)
 	if err != nil {
@@ -185,6 +190,7 @@ func TestMigrateDownAndUp(t *testing.T) {
 // A decision that waited for the row lock must see the payment its predecessor just recorded: the
 // same payment of a reusable code reported by two paths at once is recorded once, without an error.
 func TestWaiterOnTheLockSeesThePreviousHoldersPayment(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	s := postgres.NewStore(db.Pool)
 	ctx := context.Background()
@@ -234,6 +240,7 @@ func TestWaiterOnTheLockSeesThePreviousHoldersPayment(t *testing.T) {
 }
 
 func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
+	t.Parallel()
 	db := pgtest.New(t)
 	ctx := context.Background()
 	s := postgres.NewStore(db.Pool)
@@ -246,14 +253,7 @@ func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
 	if !errors.Is(err, invoice.ErrUnavailable) {
 		t.Fatalf("read-only database: %v, want unavailable", err)
 	}
-	admin, err := pgx.Connect(ctx, pgtest.AdminURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "ALTER DATABASE "+db.Name+" SET default_transaction_read_only = off"); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.AdminExec(t, "ALTER DATABASE "+db.Name+" SET default_transaction_read_only = off")
 	db.Pool.Reset()
 	// A statement the database refuses for what it is (here a constraint) is a fault of ours: 500.
 	var known *invoice.Error
@@ -265,6 +265,7 @@ func TestOnlyReachabilityFaultsAreUnavailable(t *testing.T) {
 // Replicas starting at the same instant on an empty database all start: migrations run under goose's
 // session lock, one replica migrates, the others wait and find the schema current.
 func TestReplicasMigrateAtOnce(t *testing.T) {
+	t.Parallel()
 	for run := 0; run < 10; run++ {
 		t.Run(fmt.Sprint("run ", run), func(t *testing.T) {
 			t.Parallel()

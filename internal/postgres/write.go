@@ -11,9 +11,9 @@ import (
 )
 
 // writeChanges is what stores everything a decision did to an invoice since it was read — history,
-// new and identified payments, attention items flagged or settled, and the invoice's own state — as
-// one statement per kind of change, all sent in the transaction's last round trip. Nothing is sent
-// for what did not change.
+// new and identified payments, attention items flagged or settled, the invoice's own state and the
+// events that tell the merchant's systems — as one statement per kind of change, all sent in the
+// transaction's last round trip. Nothing is sent for what did not change.
 func (s *Store) writeChanges(l *locked) []stmt {
 	inv := l.Invoice
 	now := s.now().UTC()
@@ -30,14 +30,18 @@ func (s *Store) writeChanges(l *locked) []stmt {
 			sts = append(sts, updatePayment(p))
 		}
 	}
-	if len(inv.NewAttention) > 0 {
-		sts = append(sts, insertAttention(&inv.ID, inv.NewAttention))
-	}
 	for _, r := range inv.ResolvedAttention {
 		sts = append(sts, resolveBySystem(r))
 	}
 	if mutableState(inv) != l.readState || len(newPayments) > 0 {
 		sts = append(sts, s.updateInvoice(inv, now))
+	}
+	// Last, so that the events carry the invoice as everything above left it.
+	if len(inv.NewChanges) > 0 {
+		sts = append(sts, publishChanges(inv, now))
+	}
+	if len(inv.NewAttention) > 0 {
+		sts = append(sts, insertAttention(inv, inv.NewAttention, now))
 	}
 	return sts
 }
@@ -119,28 +123,6 @@ func identifiers(m map[string]string) map[string]string {
 	return m
 }
 
-// insertAttention flags cases for a person, each once: an item whose key exists is left as it is.
-// invoiceID is nil for a case without an invoice of ours (a notification for an unknown one).
-func insertAttention(invoiceID *int64, items []invoice.Attention) stmt {
-	n := len(items)
-	key, reason, number, source, evidence := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, a := range items {
-		key[i], reason[i], number[i], source[i] = a.Key, string(a.Reason), a.InvoiceNumber, string(a.Source)
-		var err error
-		if evidence[i], err = jsonText(a.Evidence); err != nil {
-			return stmt{err: err}
-		}
-	}
-	return stmt{sql: `
-		INSERT INTO attention_items (key, reason, invoice_id, invoice_number, source, evidence)
-		SELECT key, reason, @invoice_id, number, source, evidence::jsonb
-		FROM unnest(@key::text[], @reason::text[], @number::text[], @source::text[], @evidence::text[])
-			AS a(key, reason, number, source, evidence)
-		ON CONFLICT (key) DO NOTHING`,
-		args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "key": key, "reason": reason, "number": number,
-			"source": source, "evidence": evidence}}}
-}
-
 // resolveBySystem settles an open item whose case has explained itself.
 func resolveBySystem(r invoice.Resolution) stmt {
 	return stmt{sql: `UPDATE attention_items SET state = 'resolved', resolved_at = now(), resolved_by = 'system', note = @note
@@ -159,12 +141,14 @@ func (s *Store) updateInvoice(inv *invoice.Invoice, now time.Time) stmt {
 	return stmt{sql: `
 		UPDATE invoices SET status = @status, payment_code = @payment_code, how_to_pay_page = @page,
 			how_to_pay_api = @api, expires_at = @expires_at, paid_at = @paid_at, paid_after_expiry = @after_expiry,
+			cancelled_at = @cancelled_at, cancel_reason = @cancel_reason, paid_after_cancel = @after_cancel,
 			failure_code = @failure_code, failure_message = @failure_message, updated_at = @now,
 			expired_by_grace = @by_grace, next_check_at = @next_check_at, next_issue_at = @next_issue_at,
 			issue_lease_until = CASE WHEN @lease_held THEN issue_lease_until END
 		WHERE id = @id`,
 		args: []any{pgx.NamedArgs{"id": inv.ID, "status": inv.Status, "payment_code": paymentCode, "page": inv.HowToPayPage,
 			"api": inv.HowToPayAPI, "expires_at": inv.ExpiresAt, "paid_at": inv.PaidAt, "after_expiry": inv.PaidAfterExpiry,
+			"cancelled_at": inv.CancelledAt, "cancel_reason": inv.CancelReason, "after_cancel": inv.PaidAfterCancel,
 			"failure_code": inv.FailureCode, "failure_message": inv.FailureMessage, "now": now, "by_grace": inv.ExpiredByGrace,
 			"next_check_at": inv.NextCheckAt, "next_issue_at": inv.NextIssueAt, "lease_held": inv.IssueLeaseHeld}}}
 }
@@ -176,16 +160,20 @@ type state struct {
 	expiresAt, paidAt, nextCheckAt   time.Time
 	nextIssueAt                      time.Time
 	afterExpiry, byGrace, leaseHeld  bool
+	cancelledAt                      time.Time
+	cancelReason                     string
+	afterCancel                      bool
 }
 
 func mutableState(inv *invoice.Invoice) state {
 	st := state{status: inv.Status, code: inv.PaymentCode, page: inv.HowToPayPage, api: inv.HowToPayAPI,
 		failCode: inv.FailureCode, failM: inv.FailureMessage, afterExpiry: inv.PaidAfterExpiry,
-		byGrace: inv.ExpiredByGrace, nextIssueAt: inv.NextIssueAt, leaseHeld: inv.IssueLeaseHeld}
+		byGrace: inv.ExpiredByGrace, nextIssueAt: inv.NextIssueAt, leaseHeld: inv.IssueLeaseHeld,
+		cancelReason: inv.CancelReason, afterCancel: inv.PaidAfterCancel}
 	for _, t := range []struct {
 		from *time.Time
 		to   *time.Time
-	}{{inv.ExpiresAt, &st.expiresAt}, {inv.PaidAt, &st.paidAt}, {inv.NextCheckAt, &st.nextCheckAt}} {
+	}{{inv.ExpiresAt, &st.expiresAt}, {inv.PaidAt, &st.paidAt}, {inv.NextCheckAt, &st.nextCheckAt}, {inv.CancelledAt, &st.cancelledAt}} {
 		if t.from != nil {
 			*t.to = *t.from
 		}

@@ -44,6 +44,33 @@ type Store interface {
 	ListNotifications(ctx context.Context, f invoice.NotificationFilter) ([]*invoice.Notification, string, error)
 	ListAttention(ctx context.Context, f invoice.AttentionFilter) ([]*invoice.Attention, string, error)
 	ResolveAttention(ctx context.Context, id int64, by, note string) (*invoice.Attention, error)
+
+	Outbox
+}
+
+// Outbox is the store's side of events: the feed, the webhook deliveries and the stream tokens. The
+// events themselves are written by the changes that produce them (Update, RecordNotification).
+type Outbox interface {
+	// ListEvents is a page of events oldest first, the cursor to continue after it, and whether more
+	// are there already.
+	ListEvents(ctx context.Context, f invoice.EventFilter) (evs []*invoice.Published, next string, more bool, err error)
+	GetEvent(ctx context.Context, id string) (*invoice.Published, error)
+	// InvoiceEvents is the events of one invoice after the one with id after ("": all), oldest first.
+	InvoiceEvents(ctx context.Context, number, after string) ([]*invoice.Published, error)
+	Redeliver(ctx context.Context, id, endpoint string) (*invoice.Published, error)
+
+	SyncEndpoints(ctx context.Context, eps []invoice.Endpoint) error
+	Endpoints(ctx context.Context) ([]invoice.Endpoint, error)
+	DisableEndpoint(ctx context.Context, name, reason string) error
+	EnableEndpoint(ctx context.Context, name string) (invoice.Endpoint, error)
+	// ClaimDeliveries hands out due deliveries to endpoint, each held for lease; FinishAttempt
+	// records an attempt and the state it leaves the delivery in.
+	ClaimDeliveries(ctx context.Context, endpoint string, limit int, lease time.Duration) ([]invoice.Job, error)
+	FinishAttempt(ctx context.Context, job invoice.Job, a invoice.Attempt, state invoice.DeliveryState, next time.Time) error
+	DeliveryBacklog(ctx context.Context) (pending int, oldest time.Duration, err error)
+
+	CreateStreamToken(ctx context.Context, number string, digest []byte, ttl time.Duration) (time.Time, error)
+	StreamTokenInvoice(ctx context.Context, digest []byte) (number string, expires time.Time, err error)
 }
 
 // Gateway issues payment codes and answers status checks (DOKU). Its errors are
@@ -70,6 +97,12 @@ type Config struct {
 	// StoreTimeout bounds the store step that records DOKU's answer, which runs detached from the
 	// caller's cancellation so that an answer is not lost to a client hanging up.
 	StoreTimeout time.Duration
+	// Delivery is how webhooks are retried; DeliveryLease how long a claimed delivery is held (it
+	// outlasts the POST's timeout, or a slow receiver could get the event from two replicas).
+	Delivery      invoice.DeliveryPolicy
+	DeliveryLease time.Duration
+	// StreamTokenTTL is the longest a stream token may live (and what a token lives when not asked).
+	StreamTokenTTL time.Duration
 }
 
 // Service is the application service. Build it with New; it is safe for concurrent use.

@@ -15,8 +15,8 @@ import (
 // it is one payment; distinct payments all count; a payment only polls report is recorded once and
 // shown to a person.
 func TestReusablePaymentsAgainstDokusDocumentedCheckStatus(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	reusable := map[string]any{"reusable": true}
 
 	t.Run("webhook then poll", func(t *testing.T) {
 		inv := createPending(t, s, "INV-RU-WP", reusable)
@@ -36,22 +36,22 @@ func TestReusablePaymentsAgainstDokusDocumentedCheckStatus(t *testing.T) {
 		if got := mustGet(t, s, inv.Number); len(got.Payments) != 1 || got.Status != invoice.StatusPaid {
 			t.Fatalf("after the poll: %s %+v", got.Status, got.Payments)
 		}
-		if open := s.Attention("state=open&invoice_number=" + inv.Number); len(open) != 1 || open[0]["reason"] != "unidentified_payment" {
+		if open := s.Attention("state=open&invoice_number=" + inv.Number); len(open) != 1 || open[0].Reason != "unidentified_payment" {
 			t.Fatalf("a payment only a poll has seen is not shown to a person: %v", open)
 		}
 		// DOKU's notification arrives late: it names the payment the poll recorded.
-		body := apitest.NotificationBody(inv.Number, "alfa", inv.PaymentCode, inv.Amount, paid["transaction_id"].(string))
-		if r := s.Notify(body, "late-notification", nil); r.Status != 200 || r.JSON(t)["outcome"] != "identified" {
+		body := apitest.NotificationBody(inv.Number, "alfa", inv.PaymentCode, inv.Amount, paid.TransactionID)
+		if r := s.Notify(body, "late-notification", nil); r.Status != 200 || r.Ack(t).Outcome != "identified" {
 			t.Fatalf("late notification: %d %s", r.Status, r.Body)
 		}
 		got := mustGet(t, s, inv.Number)
-		if len(got.Payments) != 1 || got.TotalPaid() != 150000 || got.Payments[0].Identifiers["AGENT_TRX_ID"] != paid["transaction_id"] {
+		if len(got.Payments) != 1 || got.TotalPaid() != 150000 || got.Payments[0].Identifiers["AGENT_TRX_ID"] != paid.TransactionID {
 			t.Fatalf("poll then webhook: %+v", got.Payments)
 		}
 		if open := s.Attention("state=open&invoice_number=" + inv.Number); len(open) != 0 {
 			t.Fatalf("the notification explained the payment, yet items stay open: %v", open)
 		}
-		if done := s.Attention("state=resolved&invoice_number=" + inv.Number); len(done) != 1 || done[0]["resolved_by"] != "system" {
+		if done := s.Attention("state=resolved&invoice_number=" + inv.Number); len(done) != 1 || done[0].ResolvedBy != "system" {
 			t.Fatalf("resolved: %v", done)
 		}
 	})
@@ -62,8 +62,8 @@ func TestReusablePaymentsAgainstDokusDocumentedCheckStatus(t *testing.T) {
 			s.Pay(inv.PaymentCode, inv.Amount)
 			s.Reconcile(2)
 		}
-		got := s.Do("GET", "/v1/invoices/"+inv.Number, nil, nil).JSON(t)
-		if len(got["payments"].([]any)) != 3 || got["total_paid"] != float64(450000) {
+		got := s.GET("/v1/invoices/" + inv.Number).Invoice(t)
+		if len(got.Payments) != 3 || got.TotalPaid != 450000 {
 			t.Fatalf("three payments: %v", got)
 		}
 		if open := s.Attention("invoice_number=" + inv.Number); len(open) != 0 {
@@ -81,7 +81,7 @@ func TestReusablePaymentsAgainstDokusDocumentedCheckStatus(t *testing.T) {
 			t.Fatalf("payments %+v", got.Payments)
 		}
 		open := s.Attention("state=open&reason=unidentified_payment&invoice_number=" + inv.Number)
-		if len(open) != 1 || open[0]["source"] != "reconciler" {
+		if len(open) != 1 || open[0].Source != "reconciler" {
 			t.Fatalf("ten polls: %v, want one item", open)
 		}
 	})
@@ -91,6 +91,7 @@ func TestReusablePaymentsAgainstDokusDocumentedCheckStatus(t *testing.T) {
 // past its expiry and the grace period is expired, and money that comes later is still recorded,
 // paid after expiry, and shown to a person.
 func TestExpiryOnOurClockWhateverDokuAnswers(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.ExpiryGrace = time.Hour }})
 	for i, fault := range []dokusim.Faults{
 		{FailNext: 100, FailStatus: 404, FailMessage: "Order not found"},
@@ -117,9 +118,9 @@ func TestExpiryOnOurClockWhateverDokuAnswers(t *testing.T) {
 			t.Fatalf("%s left the schedule", number)
 		}
 		s.Sim.SetFaults(dokusim.Faults{})
-		s.PayWith(inv.PaymentCode, inv.Amount, map[string]any{"late": true})
-		paid := s.Do("GET", "/v1/invoices/"+number, nil, nil).JSON(t)
-		if paid["status"] != "paid" || paid["paid_after_expiry"] != true {
+		s.PayWith(inv.PaymentCode, inv.Amount, apitest.PayOptions{Late: true})
+		paid := s.GET("/v1/invoices/" + number).Invoice(t)
+		if paid.Status != "paid" || !paid.PaidAfterExpiry {
 			t.Fatalf("%s late payment: %v", number, paid)
 		}
 		if items := s.Attention("reason=paid_after_expiry&invoice_number=" + number); len(items) != 1 {

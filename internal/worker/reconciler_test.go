@@ -9,22 +9,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/merchant/o2o/internal/apitest"
 	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/invoice"
-	"github.com/merchant/o2o/internal/pgtest"
 )
 
-func createPending(t *testing.T, s *apitest.Stack, number string, changes map[string]any) *invoice.Invoice {
+// createPending creates number on alfa (the tests' request, with change applied when not nil) and
+// returns it as the service holds it.
+func createPending(t *testing.T, s *apitest.Stack, number string, change func(*apitest.CreateBody)) *invoice.Invoice {
 	t.Helper()
-	req := apitest.Invoice(number, "alfa")
-	for k, v := range changes {
-		req[k] = v
+	req := apitest.NewInvoice(number, "alfa")
+	if change != nil {
+		change(&req)
 	}
-	if r := s.Do(http.MethodPost, "/v1/invoices", req, nil); r.Status != http.StatusCreated {
+	if r := s.Create(req); r.Status != http.StatusCreated {
 		t.Fatalf("create %s: HTTP %d %s", number, r.Status, r.Body)
 	}
 	return s.Get(number)
@@ -36,6 +35,7 @@ func mustGet(t *testing.T, s *apitest.Stack, number string) *invoice.Invoice {
 }
 
 func TestFirstCheckWaitsAMinute(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	createPending(t, s, "INV-SCHED", nil)
 	var wait float64
@@ -66,6 +66,7 @@ func TestFirstCheckWaitsAMinute(t *testing.T) {
 }
 
 func TestDroppedNotificationIsFoundByTheReconciler(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	inv := createPending(t, s, "INV-DROP", nil)
 	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
@@ -91,9 +92,13 @@ func TestDroppedNotificationIsFoundByTheReconciler(t *testing.T) {
 }
 
 func TestUnpaidInvoicesExpire(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	createPending(t, s, "INV-EXP-1", map[string]any{"expires_in_minutes": 5})
-	createPending(t, s, "INV-EXP-2", map[string]any{"expires_in_minutes": 5, "channel": "indomaret", "receipt_footer": nil})
+	createPending(t, s, "INV-EXP-1", expiresIn5)
+	createPending(t, s, "INV-EXP-2", func(c *apitest.CreateBody) {
+		expiresIn5(c)
+		c.Channel, c.ReceiptFooter = "indomaret", ""
+	})
 
 	// DOKU's clock passes the codes' expiry: DOKU says EXPIRED.
 	s.Sim.Advance(6 * time.Minute)
@@ -112,6 +117,7 @@ func TestUnpaidInvoicesExpire(t *testing.T) {
 }
 
 func TestGraceExpiryWhenDokuStaysPending(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.ExpiryGrace = 30 * time.Minute }})
 	createPending(t, s, "INV-GRACE", nil) // DOKU: 60 minutes, still PENDING on its clock
 	if _, err := s.DB.Pool.Exec(context.Background(),
@@ -148,9 +154,10 @@ func TestGraceExpiryWhenDokuStaysPending(t *testing.T) {
 }
 
 func TestPaymentAfterExpiryIsKeptAndFlagged(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	a := createPending(t, s, "INV-LATE-HOOK", map[string]any{"expires_in_minutes": 5})
-	b := createPending(t, s, "INV-LATE-SYNC", map[string]any{"expires_in_minutes": 5})
+	a := createPending(t, s, "INV-LATE-HOOK", expiresIn5)
+	b := createPending(t, s, "INV-LATE-SYNC", expiresIn5)
 	s.Sim.Advance(6 * time.Minute)
 	s.MakeDue()
 	if _, err := s.Reconciler().RunOnce(context.Background()); err != nil {
@@ -163,22 +170,23 @@ func TestPaymentAfterExpiryIsKeptAndFlagged(t *testing.T) {
 	}
 
 	// Money arrives after expiry, reported by the webhook …
-	s.PayWith(a.PaymentCode, a.Amount, map[string]any{"late": true})
-	resp := s.Do("GET", "/v1/invoices/INV-LATE-HOOK", nil, nil).JSON(t)
-	if resp["status"] != "paid" || resp["paid_after_expiry"] != true || len(resp["payments"].([]any)) != 1 {
+	s.PayWith(a.PaymentCode, a.Amount, apitest.PayOptions{Late: true})
+	resp := s.GET("/v1/invoices/INV-LATE-HOOK").Invoice(t)
+	if resp.Status != "paid" || !resp.PaidAfterExpiry || len(resp.Payments) != 1 {
 		t.Fatalf("late payment by webhook: %v", resp)
 	}
 	// … or found by a manual sync when its notification is lost.
 	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
-	s.PayWith(b.PaymentCode, b.Amount, map[string]any{"late": true})
-	sync := s.Do("POST", "/v1/invoices/INV-LATE-SYNC/sync", nil, nil)
-	if body := sync.JSON(t); sync.Status != 200 || body["status"] != "paid" || body["paid_after_expiry"] != true {
+	s.PayWith(b.PaymentCode, b.Amount, apitest.PayOptions{Late: true})
+	sync := s.Sync("INV-LATE-SYNC")
+	if body := sync.Invoice(t); sync.Status != 200 || body.Status != "paid" || !body.PaidAfterExpiry {
 		t.Fatalf("late payment by sync: HTTP %d %v", sync.Status, body)
 	}
 }
 
 // The webhook and the reconciler see the same payment at the same moment: one payment, every time.
 func TestWebhookAndReconcilerRaceRecordOnce(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
 	const n = 15
@@ -186,7 +194,7 @@ func TestWebhookAndReconcilerRaceRecordOnce(t *testing.T) {
 		number := fmt.Sprintf("INV-RACE-%02d", i)
 		inv := createPending(t, s, number, nil)
 		paid := s.Pay(inv.PaymentCode, inv.Amount)
-		body := apitest.NotificationBody(number, "alfa", inv.PaymentCode, inv.Amount, paid["transaction_id"].(string))
+		body := apitest.NotificationBody(number, "alfa", inv.PaymentCode, inv.Amount, paid.TransactionID)
 
 		s.MakeDue()
 		var wg sync.WaitGroup
@@ -214,17 +222,18 @@ func TestWebhookAndReconcilerRaceRecordOnce(t *testing.T) {
 }
 
 func TestReusableCodePaidThreeTimes(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
-	inv := createPending(t, s, "INV-REUSE", map[string]any{"reusable": true})
+	inv := createPending(t, s, "INV-REUSE", reusable)
 	var trx []string
 	for i := 0; i < 3; i++ {
 		paid := s.Pay(inv.PaymentCode, inv.Amount)
-		trx = append(trx, paid["transaction_id"].(string))
+		trx = append(trx, paid.TransactionID)
 	}
 	// Redeliveries of each notification and polling of the status add nothing.
 	for i, id := range trx {
 		body := apitest.NotificationBody("INV-REUSE", "alfa", inv.PaymentCode, inv.Amount, id)
-		if r := s.Notify(body, fmt.Sprintf("again-%d", i), nil); r.JSON(t)["outcome"] != "duplicate" {
+		if r := s.Notify(body, fmt.Sprintf("again-%d", i), nil); r.Ack(t).Outcome != "duplicate" {
 			t.Fatalf("redelivery of payment %d: %s", i, r.Body)
 		}
 	}
@@ -232,8 +241,8 @@ func TestReusableCodePaidThreeTimes(t *testing.T) {
 	if _, err := s.Reconciler().RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := s.Do("GET", "/v1/invoices/INV-REUSE", nil, nil).JSON(t)
-	if got["status"] != "paid" || len(got["payments"].([]any)) != 3 || got["total_paid"] != float64(3*150000) {
+	got := s.GET("/v1/invoices/INV-REUSE").Invoice(t)
+	if got.Status != "paid" || len(got.Payments) != 3 || got.TotalPaid != 3*150000 {
 		t.Fatalf("reusable invoice: %v", got)
 	}
 	// A reusable code may still be paid until it expires, so it stays on the reconciler's schedule.
@@ -244,6 +253,7 @@ func TestReusableCodePaidThreeTimes(t *testing.T) {
 
 // Two reconcilers (two replicas) over one database: one status call per invoice per round.
 func TestTwoReconcilersNeverDoubleCall(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	const n = 30
 	for i := 0; i < n; i++ {
@@ -260,37 +270,38 @@ func TestTwoReconcilersNeverDoubleCall(t *testing.T) {
 }
 
 func TestManualSync(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.SyncMinInterval = time.Minute }})
 	inv := createPending(t, s, "INV-SYNC", nil)
 	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
 	s.Pay(inv.PaymentCode, inv.Amount)
 
-	r := s.Do("POST", "/v1/invoices/INV-SYNC/sync", nil, nil)
-	if body := r.JSON(t); r.Status != 200 || body["status"] != "paid" || body["payments"].([]any)[0].(map[string]any)["source"] != "sync" {
+	r := s.Sync("INV-SYNC")
+	if body := r.Invoice(t); r.Status != 200 || body.Status != "paid" || len(body.Payments) == 0 || body.Payments[0].Source != "sync" {
 		t.Fatalf("sync: HTTP %d %v", r.Status, body)
 	}
 	calls := s.Sim.StatusCalls()
-	r = s.Do("POST", "/v1/invoices/INV-SYNC/sync", nil, nil)
-	if r.Status != http.StatusTooManyRequests || r.JSON(t)["code"] != "rate_limited" || r.Header.Get("Retry-After") == "" {
+	r = s.Sync("INV-SYNC")
+	if r.Status != http.StatusTooManyRequests || r.Problem(t).Code != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("second sync within the interval: HTTP %d %s", r.Status, r.Body)
 	}
 	if s.Sim.StatusCalls() != calls {
 		t.Fatal("a rate-limited sync called DOKU")
 	}
-	if r := s.Do("POST", "/v1/invoices/INV-NOPE/sync", nil, nil); r.Status != 404 {
+	if r := s.Sync("INV-NOPE"); r.Status != 404 {
 		t.Fatalf("sync of an unknown invoice: %d", r.Status)
 	}
-	if r := s.Do("POST", "/v1/invoices/INV-SYNC/sync", nil, map[string]string{"Authorization": ""}); r.Status != 401 {
+	if r := s.Send(apitest.Request{Method: http.MethodPost, Path: "/v1/invoices/INV-SYNC/sync", NoKey: true}); r.Status != 401 {
 		t.Fatalf("sync without a key: %d", r.Status)
 	}
 
 	// A sync of an invoice left creating by a DOKU fault finishes it.
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1, FailStatus: 503})
-	if r := s.Do("POST", "/v1/invoices", apitest.Invoice("INV-SYNC-2", "indomaret"), nil); r.Status != 503 {
+	if r := s.Create(apitest.NewInvoice("INV-SYNC-2", "indomaret")); r.Status != 503 {
 		t.Fatalf("setup: %d", r.Status)
 	}
-	r = s.Do("POST", "/v1/invoices/INV-SYNC-2/sync", nil, nil)
-	if body := r.JSON(t); r.Status != 200 || body["status"] != "pending" || body["payment_code"] != s.Sim.PaymentCode("INV-SYNC-2") {
+	r = s.Sync("INV-SYNC-2")
+	if body := r.Invoice(t); r.Status != 200 || body.Status != "pending" || body.PaymentCode == nil || *body.PaymentCode != s.Sim.PaymentCode("INV-SYNC-2") {
 		t.Fatalf("sync of a creating invoice: HTTP %d %v", r.Status, body)
 	}
 }
@@ -298,25 +309,14 @@ func TestManualSync(t *testing.T) {
 // The workers ride out a database outage: a round fails cleanly (nothing claimed, nothing lost) and
 // the next round after the database is back does the work, in the same process.
 func TestWorkersRecoverFromADatabaseOutage(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	inv := createPending(t, s, "INV-OUTAGE", nil)
 	s.Sim.SetFaults(dokusim.Faults{DropNotifications: true})
 	s.Pay(inv.PaymentCode, inv.Amount)
 	s.MakeDue()
 
-	admin := func(sql string) {
-		t.Helper()
-		conn, err := pgx.Connect(context.Background(), pgtest.AdminURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	admin("ALTER DATABASE " + s.DB.Name + " ALLOW_CONNECTIONS false")
-	admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + s.DB.Name + "'")
+	restore := s.DB.Outage(t)
 	for _, w := range []interface {
 		RunOnce(context.Context) (int, error)
 	}{s.Reconciler(), s.Resumer()} {
@@ -327,7 +327,7 @@ func TestWorkersRecoverFromADatabaseOutage(t *testing.T) {
 	if s.Sim.StatusCalls() != 0 {
 		t.Fatal("DOKU was called although nothing could be claimed")
 	}
-	admin("ALTER DATABASE " + s.DB.Name + " ALLOW_CONNECTIONS true")
+	restore()
 	if n, err := s.Reconciler().RunOnce(context.Background()); err != nil || n != 1 {
 		t.Fatalf("round after recovery: changed %d, err %v", n, err)
 	}
@@ -335,6 +335,12 @@ func TestWorkersRecoverFromADatabaseOutage(t *testing.T) {
 		t.Fatalf("status %s after recovery", got.Status)
 	}
 }
+
+// expiresIn5 asks for a code that expires in five minutes.
+func expiresIn5(c *apitest.CreateBody) { c.ExpiresInMinutes = 5 }
+
+// reusable asks for a code that can be paid more than once.
+func reusable(c *apitest.CreateBody) { c.Reusable = true }
 
 // setExpiry moves an invoice's expiry to now+d, as if time had passed.
 func setExpiry(t *testing.T, s *apitest.Stack, number string, d time.Duration) {

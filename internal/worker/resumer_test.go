@@ -24,24 +24,26 @@ func status(t *testing.T, s *apitest.Stack, number string) (invoice.Status, stri
 
 // DOKU issued the code but its answer was lost to a timeout: the client is told to retry, and the
 // retry — same Request-Id, same bytes — gets DOKU's replay of the same code.
+//
+// Not parallel: the retry must get DOKU's answer within the 300 ms DOKU timeout.
 func TestTimeoutThenRetryGivesOneCode(t *testing.T) {
 	s := apitest.New(t, apitest.Options{DokuTimeout: 300 * time.Millisecond})
 	s.Sim.SetFaults(dokusim.Faults{LoseResponseNext: 1})
-	req := apitest.Invoice("INV-TIMEOUT", "alfa")
+	req := apitest.NewInvoice("INV-TIMEOUT", "alfa")
 
-	resp := s.Do(http.MethodPost, "/v1/invoices", req, nil)
-	if resp.Status != http.StatusServiceUnavailable || resp.JSON(t)["code"] != "doku_unavailable" || resp.Header.Get("Retry-After") == "" {
+	resp := s.Create(req)
+	if resp.Status != http.StatusServiceUnavailable || resp.Problem(t).Code != "doku_unavailable" || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("lost DOKU answer: HTTP %d %s", resp.Status, resp.Body)
 	}
 	if st, _ := status(t, s, "INV-TIMEOUT"); st != invoice.StatusCreating {
 		t.Fatalf("status after timeout = %s, want creating", st)
 	}
 
-	resp = s.Do(http.MethodPost, "/v1/invoices", req, nil)
+	resp = s.Create(req)
 	if resp.Status != http.StatusOK {
 		t.Fatalf("retry: HTTP %d %s", resp.Status, resp.Body)
 	}
-	if got, want := resp.JSON(t)["payment_code"], s.Sim.PaymentCode("INV-TIMEOUT"); got != want || want == "" {
+	if got, want := resp.Invoice(t).PaymentCode, s.Sim.PaymentCode("INV-TIMEOUT"); got == nil || *got != want || want == "" {
 		t.Fatalf("retry got code %v, DOKU issued %q", got, want)
 	}
 	if s.Sim.Issued() != 1 || s.Sim.GenerateCalls() != 2 {
@@ -51,6 +53,8 @@ func TestTimeoutThenRetryGivesOneCode(t *testing.T) {
 
 // The process died after DOKU answered 200 and before the code was stored. Its lease runs out; the
 // resumer (or a client retry) then recovers the very code DOKU issued.
+//
+// Not parallel: the retry during the lease must arrive within the 200 ms lease.
 func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 	s := apitest.New(t, apitest.Options{})
 	ctx := context.Background()
@@ -80,10 +84,10 @@ func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 
 	code := crash("INV-CRASH-1")
 	// While the dead holder's lease runs, a client retry is told to wait, not sent to DOKU.
-	retryReq := map[string]any{"invoice_number": "INV-CRASH-1", "channel": "alfa", "amount": 150000, "customer": map[string]any{"name": "Taufik Ismail"}}
+	retryReq := apitest.CreateBody{InvoiceNumber: "INV-CRASH-1", Channel: "alfa", Amount: 150000, Customer: apitest.Customer{Name: "Taufik Ismail"}}
 	calls := s.Sim.GenerateCalls()
-	resp := s.Do(http.MethodPost, "/v1/invoices", retryReq, nil)
-	if resp.Status != http.StatusConflict || resp.JSON(t)["code"] != "request_in_progress" || resp.Header.Get("Retry-After") == "" {
+	resp := s.Create(retryReq)
+	if resp.Status != http.StatusConflict || resp.Problem(t).Code != "request_in_progress" || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("retry during the lease: HTTP %d %s", resp.Status, resp.Body)
 	}
 	if s.Sim.GenerateCalls() != calls {
@@ -102,9 +106,9 @@ func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 	// The same crash, recovered by the client's own retry after the lease.
 	code2 := crash("INV-CRASH-2")
 	time.Sleep(250 * time.Millisecond)
-	retryReq["invoice_number"] = "INV-CRASH-2"
-	resp = s.Do(http.MethodPost, "/v1/invoices", retryReq, nil)
-	if resp.Status != http.StatusOK || resp.JSON(t)["payment_code"] != code2 {
+	retryReq.InvoiceNumber = "INV-CRASH-2"
+	resp = s.Create(retryReq)
+	if resp.Status != http.StatusOK || resp.Invoice(t).Code(t) != code2 {
 		t.Fatalf("client retry after crash: HTTP %d %s, want code %s", resp.Status, resp.Body, code2)
 	}
 	if s.Sim.Issued() != 2 {
@@ -114,9 +118,10 @@ func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 
 // Fifty checkouts double-submitting the same order at once: one DOKU call, one invoice.
 func TestConcurrentIdenticalCreatesCallDokuOnce(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	s.Sim.SetFaults(dokusim.Faults{LatencyMS: 150})
-	req := apitest.Invoice("INV-RACE", "indomaret")
+	req := apitest.NewInvoice("INV-RACE", "indomaret")
 
 	const n = 50
 	var wg sync.WaitGroup
@@ -127,7 +132,7 @@ func TestConcurrentIdenticalCreatesCallDokuOnce(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			results[i] = s.Do(http.MethodPost, "/v1/invoices", req, nil)
+			results[i] = s.Create(req)
 		}(i)
 	}
 	close(start)
@@ -141,7 +146,7 @@ func TestConcurrentIdenticalCreatesCallDokuOnce(t *testing.T) {
 		case http.StatusOK:
 			finished++
 		case http.StatusConflict:
-			if r.JSON(t)["code"] != "request_in_progress" || r.Header.Get("Retry-After") == "" {
+			if r.Problem(t).Code != "request_in_progress" || r.Header.Get("Retry-After") == "" {
 				t.Fatalf("409 without request_in_progress/Retry-After: %s", r.Body)
 			}
 			inProgress++
@@ -165,12 +170,14 @@ func TestConcurrentIdenticalCreatesCallDokuOnce(t *testing.T) {
 }
 
 // DOKU keeps failing: the resumer retries with backoff, stops at the cap, and never calls again.
+//
+// Not parallel: every attempt up to the cap must fit in its one second of rounds.
 func TestResumerBacksOffAndStopsAtTheCap(t *testing.T) {
 	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) {
 		c.ResumerMaxAttempts, c.ResumerBaseBackoff, c.ResumerMaxBackoff = 4, 30*time.Millisecond, 30*time.Millisecond
 	}})
 	s.Sim.SetFaults(dokusim.Faults{FailNext: 1000, FailStatus: 503})
-	if r := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice("INV-DOWN", "alfa"), nil); r.Status != 503 {
+	if r := s.Create(apitest.NewInvoice("INV-DOWN", "alfa")); r.Status != 503 {
 		t.Fatalf("create with DOKU down: %d", r.Status)
 	}
 	r := s.Resumer()
@@ -196,12 +203,12 @@ func TestResumerBacksOffAndStopsAtTheCap(t *testing.T) {
 
 // Two resumers (two replicas) over one database: every invoice is sent to DOKU exactly once.
 func TestTwoResumersNeverDoubleCall(t *testing.T) {
+	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
 	const n = 30
 	s.Sim.SetFaults(dokusim.Faults{FailNext: n, FailStatus: 503})
 	for i := 0; i < n; i++ {
-		req := apitest.Invoice(fmt.Sprintf("INV-PAR-%02d", i), "alfa")
-		if r := s.Do(http.MethodPost, "/v1/invoices", req, nil); r.Status != 503 {
+		if r := s.Create(apitest.NewInvoice(fmt.Sprintf("INV-PAR-%02d", i), "alfa")); r.Status != 503 {
 			t.Fatalf("setup: %d %s", r.Status, r.Body)
 		}
 	}
@@ -244,12 +251,14 @@ func replicas(t *testing.T, rounds int, workers ...interface {
 // The resumer claims invoices only as it calls DOKU for them: an invoice further down its batch is not
 // held on a lease that runs out while it waits, so a client retry in the meantime cannot lead to two
 // DOKU calls for it.
+//
+// Not parallel: each 250 ms DOKU call must end within its invoice's 300 ms lease.
 func TestResumerClaimsOnlyWhatItCallsNow(t *testing.T) {
 	s := apitest.New(t, apitest.Options{Adjust: func(c *service.Config) { c.Issue.Lease = 300 * time.Millisecond }})
 	const n = 6
 	s.Sim.SetFaults(dokusim.Faults{FailNext: n, FailStatus: 503})
 	for i := 0; i < n; i++ {
-		if r := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice(fmt.Sprintf("INV-W-%02d", i), "alfa"), nil); r.Status != 503 {
+		if r := s.Create(apitest.NewInvoice(fmt.Sprintf("INV-W-%02d", i), "alfa")); r.Status != 503 {
 			t.Fatalf("setup: %d", r.Status)
 		}
 	}
@@ -269,7 +278,7 @@ func TestResumerClaimsOnlyWhatItCallsNow(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 	// The checkout retries the last invoice while the resumer is still working through the others.
-	if resp := s.Do(http.MethodPost, "/v1/invoices", apitest.Invoice(fmt.Sprintf("INV-W-%02d", n-1), "alfa"), nil); resp.Status != 200 && resp.Status != 409 {
+	if resp := s.Create(apitest.NewInvoice(fmt.Sprintf("INV-W-%02d", n-1), "alfa")); resp.Status != 200 && resp.Status != 409 {
 		t.Fatalf("client retry: %d %s", resp.Status, resp.Body)
 	}
 	<-done
