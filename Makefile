@@ -26,7 +26,7 @@ run: build ## Postgres (throwaway cluster unless DATABASE_URL is set) + simulato
 test: ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL, else a throwaway cluster)
 	GO=$(GO) bash .dev/test.sh $(TESTFLAGS) $(PKGS)
 
-bench: build ## Throughput and latency of create and webhook beside the raw database (needs make test's Postgres)
+bench: build ## Throughput, latency and cost of create and webhook against pgbench's ceiling and the raw database (needs make test's Postgres and pgbench)
 	$(GO) build -trimpath -o $(BIN)/o2obench ./cmd/o2obench
 	./$(BIN)/o2obench -bin $(BIN) -out bench-results/latest.json
 

@@ -29,8 +29,14 @@ type result struct {
 	LittleBound      float64 `json:"littles_law_bound_per_sec,omitempty"`
 	LittleEfficiency float64 `json:"littles_law_efficiency,omitempty"`
 	RSSAfterMB       float64 `json:"service_rss_after_mb,omitempty"`
-	Note             string  `json:"note,omitempty"`
-	FirstError       string  `json:"first_error,omitempty"`
+	// The ceiling's ratios (report.setCeiling): OverCeiling is ops/s ÷ pgbench's tps, TxOverCeiling
+	// counts the TxPerOp database transactions each operation commits, (ops/s × TxPerOp) ÷ tps.
+	TxPerOp       int     `json:"db_transactions_per_op,omitempty"`
+	OverCeiling   float64 `json:"ops_over_ceiling_tps,omitempty"`
+	TxOverCeiling float64 `json:"transactions_over_ceiling_tps,omitempty"`
+	Cost          *cost   `json:"cost_per_request,omitempty"`
+	Note          string  `json:"note,omitempty"`
+	FirstError    string  `json:"first_error,omitempty"`
 }
 
 // load runs op from concurrency workers until duration has passed (or op reports errExhausted) and
@@ -82,14 +88,17 @@ func load(ctx context.Context, name string, concurrency int, duration time.Durat
 		return r
 	}
 	slices.Sort(all)
-	pct := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(all)))) - 1
-		return round(float64(all[max(i, 0)].Microseconds())/1000, 2)
-	}
 	r.OpsPerSec = round(float64(r.Ops-r.Errors)/elapsed, 0)
-	r.P50, r.P90, r.P99 = pct(0.50), pct(0.90), pct(0.99)
-	r.Max = round(float64(all[len(all)-1].Microseconds())/1000, 2)
+	r.P50, r.P90, r.P99 = percentile(all, 0.50), percentile(all, 0.90), percentile(all, 0.99)
+	r.Max = percentile(all, 1)
 	return r
+}
+
+// percentile is the exact p-quantile (nearest rank) of sorted latencies, in milliseconds: every
+// sample is kept and sorted, so there is no histogram error at p99.9.
+func percentile(sorted []time.Duration, p float64) float64 {
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return round(float64(sorted[min(max(i, 0), len(sorted)-1)].Microseconds())/1000, 2)
 }
 
 func round(v float64, digits int) float64 {

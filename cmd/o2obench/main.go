@@ -1,19 +1,36 @@
 // Command o2obench is `make bench`: it starts the real service and DOKU simulator as processes on
-// loopback, against a fresh database on the test PostgreSQL, and measures, each for a fixed time:
+// loopback, against a fresh database on the test PostgreSQL, and measures, each for a fixed time
+// (-duration, 10 s):
 //
-//  1. create invoice, 32 concurrent clients, simulator at 0 ms;
-//  2. create invoice, simulator at 200 ms, 512 in flight (Little's-law bound 512/0.2 s = 2,560/s);
+//  0. the ceiling: pgbench's built-in TPC-B-like script, 32 clients, on a throwaway database of its
+//     own on the same server (scale 32, so its branch rows are not the limit);
+//  1. create invoice, 32 concurrent clients (closed loop), simulator at 0 ms;
+//  2. create invoice, simulator at 200 ms, 128 in flight: Little's-law bound 128/0.2 s = 640/s,
+//     well below what the database takes;
 //  3. verified webhook notifications marking distinct invoices paid, 32 concurrent;
-//  4. a duplicate storm: the same notifications delivered 10× concurrently;
-//  5. the raw baseline: the SQL the service runs per create and per webhook, straight through pgx at
-//     the same concurrency against the same database.
+//  4. the raw baseline: the service's own code for a create (4a) and a webhook (4b), called in
+//     process through app.New over the same database, without HTTP, JSON, signatures or DOKU;
+//  5. a duplicate storm: the same notifications delivered 10× concurrently, checked exactly-once;
+//  6. the webhook row again with events delivered: the service restarted with a webhook endpoint
+//     (a receiver in this process that checks each signature), beside row 3 without;
+//  7. events delivered per second to that receiver, from the first POST to the last;
+//  8. open loop: create and webhook started on a fixed schedule at 25, 50 and 75 % of rows 1 and 3,
+//     with latency from each request's scheduled start (p50, p99, p99.9).
 //
-// It prints a table and writes it as JSON with the machine's cores and the Go and PostgreSQL
-// versions, then removes its database and stops its processes.
+// Every throughput row is read against the ceiling (ops/s ÷ tps, and per database transaction:
+// a create commits two, a webhook one). Every row also gets its cost per completed request: CPU of
+// the service and of PostgreSQL from /proc, transactions and WAL bytes, and, for the closed-loop
+// rows, commits and rows written from pg_stat_database (statements too with pg_stat_statements).
+//
+// It prints tables and writes them as JSON with the machine's cores and the Go and PostgreSQL
+// versions, then removes its databases and stops its processes. -only picks scenarios by name
+// (ceiling, create, little, webhook, raw, storm, open, deliver; comma-separated); -profile DIR saves CPU
+// profiles of the service during rows 1 and 3.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -38,6 +55,9 @@ type options struct {
 	duration   time.Duration
 	only       string
 	profileDir string
+	// pgbench runs the ceiling: found before anything starts; "" when missing and skipped.
+	pgbench, pgbenchVersion string
+	skipMissingPgbench      bool
 }
 
 func run(ctx context.Context, args []string) error {
@@ -47,12 +67,26 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.binDir, "bin", "bin", "directory holding the o2o and dokusim binaries")
 	fs.StringVar(&o.out, "out", "bench-results/latest.json", "where to write the JSON report")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each scenario runs")
-	fs.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
+	fs.StringVar(&o.only, "only", "", "run only the scenarios whose name contains one of these comma-separated words:\nceiling, create, little, webhook, raw, storm, open, deliver")
 	fs.StringVar(&o.profileDir, "profile", "", "save CPU profiles of the service during the create and webhook scenarios here")
+	fs.StringVar(&o.pgbench, "pgbench", "", "the pgbench to measure the ceiling with (default: on PATH, else /usr/lib/postgresql/*/bin)")
+	fs.BoolVar(&o.skipMissingPgbench, "skip-missing-pgbench", false, "run without the ceiling when pgbench is not installed, instead of failing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute) // the whole bench is bounded
+	if wanted(o.only)("ceiling") {
+		var err error
+		o.pgbench, o.pgbenchVersion, err = findPgbench(o.pgbench)
+		if errors.Is(err, errNoPgbench) && !o.skipMissingPgbench {
+			return fmt.Errorf("%w.\n%s", err, pgbenchHelp)
+		}
+		if err != nil && !errors.Is(err, errNoPgbench) {
+			return err
+		}
+	}
+	// The whole bench is bounded: about 3.5 min at 10 s a scenario (13 scenarios, pgbench's
+	// initialisation, and statsSettle of quiet after each of the 7 whose database counters are read).
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+25*o.duration)
 	defer cancel()
 
 	st, err := startStack(ctx, o)

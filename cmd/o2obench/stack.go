@@ -33,12 +33,15 @@ const (
 // stack is the service, the simulator and a database made for one bench run.
 type stack struct {
 	adminURL, dbURL, dbName string
+	otherDBs                []string // more databases of this run (the ceiling's), dropped by stop
 	pool                    *pgxpool.Pool
 	sim, svc                *exec.Cmd
 	simURL, svcURL          string
 	adminURL2               string // the service's admin address: /metrics and /debug/pprof
 	workDir                 string
 	pgVersion               string
+	// What startService needs to (re)start the service.
+	binDir, svcAddr, adminAddr string
 }
 
 // freeAddrs finds n distinct free loopback addresses, holding them all open while it looks so that it
@@ -77,9 +80,7 @@ func startStack(ctx context.Context, o options) (*stack, error) {
 	if err := admin.QueryRow(ctx, "SHOW server_version").Scan(&st.pgVersion); err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(o.adminURL)
-	u.Path = "/" + st.dbName
-	st.dbURL = u.String()
+	st.dbURL = st.urlOf(st.dbName)
 
 	ok := false
 	defer func() {
@@ -118,20 +119,37 @@ func startStack(ctx context.Context, o options) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The service as in production (info logs, one line per request, to a file), except that the
-	// reconciler's first check is pushed past the bench so that it measures what it says.
-	st.svc, err = startProcess(filepath.Join(o.binDir, "o2o"), filepath.Join(st.workDir, "o2o.log"),
-		"DATABASE_URL="+st.dbURL, "HTTP_ADDR="+svcAddr, "API_KEYS="+benchAPIKey, "DOKU_BASE_URL="+st.simURL,
-		"DOKU_CLIENT_ID="+benchClientID, "DOKU_SECRET_KEY="+benchSecret, "LOG_LEVEL="+envOr("BENCH_LOG_LEVEL", "info"), "RECONCILE_SCHEDULE=1h",
-		"METRICS_ADDR="+adminAddr, "PPROF=true")
-	if err != nil {
+	st.binDir, st.svcAddr, st.adminAddr = o.binDir, svcAddr, adminAddr
+	if err := st.startService(); err != nil {
 		return nil, err
-	}
-	if err := waitReady(ctx, st.svcURL+"/readyz", st.simURL+"/healthz", st.adminURL2+"/metrics"); err != nil {
-		return nil, fmt.Errorf("%w; service log: %s", err, tail(filepath.Join(st.workDir, "o2o.log")))
 	}
 	ok = true
 	return st, nil
+}
+
+// startService starts the service as in production (info logs, one line per request, to a file),
+// except that the reconciler's first check is pushed past the bench so that it measures what it
+// says; env adds settings (the delivery rows' webhook endpoint).
+func (st *stack) startService(env ...string) error {
+	var err error
+	st.svc, err = startProcess(filepath.Join(st.binDir, "o2o"), filepath.Join(st.workDir, "o2o.log"), append([]string{
+		"DATABASE_URL=" + st.dbURL, "HTTP_ADDR=" + st.svcAddr, "API_KEYS=" + benchAPIKey, "DOKU_BASE_URL=" + st.simURL,
+		"DOKU_CLIENT_ID=" + benchClientID, "DOKU_SECRET_KEY=" + benchSecret, "DOKU_DEFAULT_CUSTOMER_EMAIL=bench@example.com",
+		"LOG_LEVEL=" + envOr("BENCH_LOG_LEVEL", "info"), "RECONCILE_SCHEDULE=1h",
+		"METRICS_ADDR=" + st.adminAddr, "PPROF=true"}, env...)...)
+	if err != nil {
+		return err
+	}
+	if err := waitReady(context.Background(), st.svcURL+"/readyz", st.simURL+"/healthz", st.adminURL2+"/metrics"); err != nil {
+		return fmt.Errorf("%w; service log: %s", err, tail(filepath.Join(st.workDir, "o2o.log")))
+	}
+	return nil
+}
+
+// restartService stops the service gracefully and starts it again with env.
+func (st *stack) restartService(env ...string) error {
+	stopProcess(st.svc)
+	return st.startService(env...)
 }
 
 func startProcess(bin, logFile string, env ...string) (*exec.Cmd, error) {
@@ -172,17 +190,7 @@ func waitReady(ctx context.Context, urls ...string) error {
 // stop ends both processes gracefully and removes the database and the working files.
 func (st *stack) stop() {
 	for _, c := range []*exec.Cmd{st.svc, st.sim} {
-		if c == nil || c.Process == nil {
-			continue
-		}
-		_ = c.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(25 * time.Second):
-			_ = c.Process.Kill()
-		}
+		stopProcess(c)
 	}
 	if st.pool != nil {
 		st.pool.Close()
@@ -191,12 +199,29 @@ func (st *stack) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if conn, err := pgx.Connect(ctx, st.adminURL); err == nil {
-			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+st.dbName+" WITH (FORCE)")
+			for _, db := range append([]string{st.dbName}, st.otherDBs...) {
+				_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+			}
 			conn.Close(ctx)
 		}
 	}
 	if st.workDir != "" {
 		_ = os.RemoveAll(st.workDir)
+	}
+}
+
+// stopProcess ends c with SIGTERM, or SIGKILL when it does not end in 25 s.
+func stopProcess(c *exec.Cmd) {
+	if c == nil || c.Process == nil {
+		return
+	}
+	_ = c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(25 * time.Second):
+		_ = c.Process.Kill()
 	}
 }
 
@@ -216,6 +241,13 @@ func (st *stack) rssMB(field string) float64 {
 	return -1
 }
 
+// urlOf is the admin URL pointed at database db.
+func (st *stack) urlOf(db string) string {
+	u, _ := url.Parse(st.adminURL)
+	u.Path = "/" + db
+	return u.String()
+}
+
 func redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -229,10 +261,15 @@ func tail(path string) string {
 	if err != nil {
 		return err.Error()
 	}
+	return tailOf(raw)
+}
+
+// tailOf is the end of a log or a program's output, enough to see why it failed.
+func tailOf(raw []byte) string {
 	if len(raw) > 2000 {
 		raw = raw[len(raw)-2000:]
 	}
-	return string(raw)
+	return strings.TrimSpace(string(raw))
 }
 
 var errExhausted = errors.New("no more prepared work")
