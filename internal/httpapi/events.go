@@ -198,12 +198,10 @@ const maxCancelReason = 500
 
 // cancelInvoice cancels a creating or pending invoice; cancelling again answers the same invoice.
 func (h *handlers) cancelInvoice(w http.ResponseWriter, r *http.Request) {
-	number := chi.URLParam(r, "invoice_number")
-	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
+	number, ok := invoiceNumber(w, r)
+	if !ok {
 		return
 	}
-	logAbout(r, number)
 	var req cancelRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, r, err)

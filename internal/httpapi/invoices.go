@@ -44,14 +44,23 @@ func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, view.OfInvoice(stored))
 }
 
-func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
+// invoiceNumber is the route's invoice number, added to every log line of the request. A number no
+// invoice can have is answered 404 at once, without asking the database.
+func invoiceNumber(w http.ResponseWriter, r *http.Request) (string, bool) {
 	number := chi.URLParam(r, "invoice_number")
 	if invoice.CheckInvoiceNumber(number) != "" {
-		// No invoice can have such a number; say so without asking the database.
 		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
-		return
+		return "", false
 	}
 	logAbout(r, number)
+	return number, true
+}
+
+func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
+	number, ok := invoiceNumber(w, r)
+	if !ok {
+		return
+	}
 	inv, err := h.svc.Get(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)
@@ -62,12 +71,10 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request) {
 
 // syncInvoice checks the invoice with DOKU now and answers it as it then is.
 func (h *handlers) syncInvoice(w http.ResponseWriter, r *http.Request) {
-	number := chi.URLParam(r, "invoice_number")
-	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
+	number, ok := invoiceNumber(w, r)
+	if !ok {
 		return
 	}
-	logAbout(r, number)
 	inv, outcome, err := h.svc.Sync(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)
@@ -92,12 +99,10 @@ type historyJSON struct {
 // invoiceEvents is an invoice's history: every status change, payment, DOKU call and notification,
 // oldest first, with time and source — why the invoice is where it is.
 func (h *handlers) invoiceEvents(w http.ResponseWriter, r *http.Request) {
-	number := chi.URLParam(r, "invoice_number")
-	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
+	number, ok := invoiceNumber(w, r)
+	if !ok {
 		return
 	}
-	logAbout(r, number)
 	evs, err := h.svc.Events(r.Context(), number)
 	if err != nil {
 		writeError(w, r, err)

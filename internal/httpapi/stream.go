@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/view"
 )
@@ -36,12 +34,10 @@ type streamTokenJSON struct {
 
 // issueStreamToken gives a checkout page what it needs to follow one invoice without an API key.
 func (h *handlers) issueStreamToken(w http.ResponseWriter, r *http.Request) {
-	number := chi.URLParam(r, "invoice_number")
-	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
+	number, ok := invoiceNumber(w, r)
+	if !ok {
 		return
 	}
-	logAbout(r, number)
 	var req streamTokenRequest
 	if err := decodeOptionalJSON(r, &req); err != nil {
 		writeError(w, r, err)
@@ -89,12 +85,10 @@ func (h *handlers) streamAccess(r *http.Request, number string) (time.Time, erro
 // it as it commits — whichever replica made the change — until the client leaves, the stream's time
 // is up or its token expires. A client that reconnects with Last-Event-ID gets what it missed.
 func (h *handlers) streamInvoice(w http.ResponseWriter, r *http.Request) {
-	number := chi.URLParam(r, "invoice_number")
-	if invoice.CheckInvoiceNumber(number) != "" {
-		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
+	number, ok := invoiceNumber(w, r)
+	if !ok {
 		return
 	}
-	logAbout(r, number)
 	tokenExpires, err := h.streamAccess(r, number)
 	if err != nil {
 		writeError(w, r, err)

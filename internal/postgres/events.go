@@ -299,14 +299,16 @@ func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Duration, error)
 }
 
 // CreateStreamToken keeps the digest of a new stream token for invoice number until ttl from now
-// (the database's clock), and clears tokens expired a day ago.
-func (s *Store) CreateStreamToken(ctx context.Context, number string, digest []byte, ttl time.Duration) (time.Time, error) {
+// (the database's clock), and clears tokens that expired more than keepExpired ago: no sweeper is
+// needed for a table that only grows with the tokens issued.
+func (s *Store) CreateStreamToken(ctx context.Context, number string, digest []byte, ttl, keepExpired time.Duration) (time.Time, error) {
 	var expires time.Time
 	err := s.pool.QueryRow(ctx, `
-		WITH gc AS (DELETE FROM stream_tokens WHERE expires_at < now() - interval '1 day')
+		WITH gc AS (DELETE FROM stream_tokens WHERE expires_at < now() - @keep * interval '1 microsecond')
 		INSERT INTO stream_tokens (digest, invoice_id, expires_at)
 		SELECT @digest, id, now() + @ttl * interval '1 microsecond' FROM invoices WHERE invoice_number = @number
-		RETURNING expires_at`, pgx.NamedArgs{"digest": digest, "number": number, "ttl": ttl.Microseconds()}).Scan(&expires)
+		RETURNING expires_at`, pgx.NamedArgs{"digest": digest, "number": number, "ttl": ttl.Microseconds(),
+		"keep": keepExpired.Microseconds()}).Scan(&expires)
 	return expires.UTC(), classify(err)
 }
 

@@ -82,6 +82,10 @@ func (s *Service) DeliveryBacklog(ctx context.Context) (int, time.Duration, erro
 	return s.store.DeliveryBacklog(ctx)
 }
 
+// keepExpiredTokens is how old an expired stream token must be before the next token issued clears
+// it: a day keeps the recent ones for whoever looks into a refused stream.
+const keepExpiredTokens = 24 * time.Hour
+
 // streamTokenPrefix marks a stream token, so that one pasted where an API key belongs is recognised.
 const streamTokenPrefix = "st_"
 
@@ -96,7 +100,7 @@ func (s *Service) IssueStreamToken(ctx context.Context, number string, ttl time.
 	_, _ = rand.Read(raw) // never fails (crypto/rand)
 	token := streamTokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	digest := sha256.Sum256([]byte(token))
-	expires, err := s.store.CreateStreamToken(ctx, number, digest[:], ttl)
+	expires, err := s.store.CreateStreamToken(ctx, number, digest[:], ttl, keepExpiredTokens)
 	if err != nil {
 		return "", time.Time{}, err
 	}

@@ -69,7 +69,8 @@ type Outbox interface {
 	FinishAttempt(ctx context.Context, job invoice.Job, a invoice.Attempt, state invoice.DeliveryState, next time.Time) error
 	DeliveryBacklog(ctx context.Context) (pending int, oldest time.Duration, err error)
 
-	CreateStreamToken(ctx context.Context, number string, digest []byte, ttl time.Duration) (time.Time, error)
+	// CreateStreamToken stores a token's digest for ttl and clears those expired keepExpired ago.
+	CreateStreamToken(ctx context.Context, number string, digest []byte, ttl, keepExpired time.Duration) (time.Time, error)
 	StreamTokenInvoice(ctx context.Context, digest []byte) (number string, expires time.Time, err error)
 }
 
