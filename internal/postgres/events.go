@@ -227,10 +227,10 @@ func (s *Store) EnableEndpoint(ctx context.Context, name string) (invoice.Endpoi
 	return e, classify(err)
 }
 
-// ClaimDeliveries hands out up to limit due deliveries to endpoint, each held for lease (its next
-// attempt moved ahead) so that no other replica sends it meanwhile; no transaction stays open while
-// they are sent. An invoice's events go one at a time, in order: a delivery waits while an earlier
-// one of its invoice is pending. A disabled or inactive endpoint gets none.
+// ClaimDeliveries hands out up to limit due deliveries to endpoint, those due first, each held for
+// lease (its next attempt moved ahead) so that no other replica sends it meanwhile; no transaction
+// stays open while they are sent. An invoice's events go one at a time, in order: a delivery waits
+// while an earlier one of its invoice is pending. A disabled or inactive endpoint gets none.
 func (s *Store) ClaimDeliveries(ctx context.Context, endpoint string, limit int, lease time.Duration) ([]invoice.Job, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
@@ -240,7 +240,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, endpoint string, limit int,
 			  AND (d.invoice_number = '' OR NOT EXISTS (
 				SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.invoice_number = d.invoice_number
 				  AND p.state = 'pending' AND p.event_seq < d.event_seq))
-			ORDER BY d.event_seq LIMIT @limit
+			ORDER BY d.next_attempt_at, d.event_seq LIMIT @limit
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries d SET next_attempt_at = now() + @lease * interval '1 microsecond'
 		FROM due JOIN events e ON e.seq = due.event_seq
@@ -266,8 +266,10 @@ func orderJobs(jobs []invoice.Job) []invoice.Job {
 }
 
 // FinishAttempt records an attempt of job and the delivery's state after it: delivered or dead, or
-// pending until next. A delivery no longer pending (redelivered and finished by another replica
-// meanwhile) keeps its state; the attempt is recorded all the same.
+// pending until next — and then the invoice's later deliveries to the endpoint, which wait for this
+// one, wait until next too, so that no claim walks them meanwhile. A delivery no longer pending
+// (redelivered and finished by another replica meanwhile) keeps its state; the attempt is recorded
+// all the same.
 func (s *Store) FinishAttempt(ctx context.Context, job invoice.Job, a invoice.Attempt, state invoice.DeliveryState, next time.Time) error {
 	var status *int
 	if a.Status != 0 {
@@ -276,12 +278,16 @@ func (s *Store) FinishAttempt(ctx context.Context, job invoice.Job, a invoice.At
 	_, err := s.pool.Exec(ctx, `
 		WITH attempt AS (
 			INSERT INTO webhook_attempts (event_seq, endpoint, at, status, latency_ms, error)
-			VALUES (@seq, @endpoint, @at, @status, @latency_ms, @error))
+			VALUES (@seq, @endpoint, @at, @status, @latency_ms, @error)),
+		later AS (
+			UPDATE webhook_deliveries SET next_attempt_at = greatest(next_attempt_at, @next)
+			WHERE @state = 'pending' AND @invoice_number <> '' AND endpoint = @endpoint
+			  AND invoice_number = @invoice_number AND state = 'pending' AND event_seq > @seq)
 		UPDATE webhook_deliveries SET attempts = attempts + 1, state = @state,
 			next_attempt_at = CASE WHEN @state = 'pending' THEN @next ELSE next_attempt_at END,
 			finished_at = CASE WHEN @state = 'pending' THEN NULL ELSE now() END
 		WHERE event_seq = @seq AND endpoint = @endpoint AND state = 'pending'`,
-		pgx.NamedArgs{"seq": job.Event.Seq, "endpoint": job.Endpoint, "at": a.At, "status": status,
+		pgx.NamedArgs{"seq": job.Event.Seq, "endpoint": job.Endpoint, "invoice_number": job.Event.InvoiceNumber, "at": a.At, "status": status,
 			"latency_ms": a.Latency.Milliseconds(), "error": a.Error, "state": string(state), "next": next})
 	return classify(err)
 }
