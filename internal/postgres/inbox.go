@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,15 +18,17 @@ import (
 // seen is a notification of its own. What needs a person — a body we cannot read, a payment for an
 // invoice we do not have — is flagged in the same transaction. The outcome is stored with it.
 //
-// The inbox row is an upsert whose RETURNING says whether the notification is new: a concurrent
-// delivery of the same one waits on the row until the first commits, then sees its outcome.
+// The inbox row is read after the invoice's row lock is taken — a concurrent delivery of the same
+// notification has committed by then, and is seen — and written once, with its outcome, in the
+// transaction's last round trip. Two deliveries for an invoice we do not have take no lock and may
+// both find no row: the upsert counts the second, and the attention item's key raises it once.
 func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification, apply func(*invoice.Invoice) invoice.Outcome) (invoice.Outcome, *invoice.Invoice, bool, error) {
 	rec := &inboxEntry{n: n, apply: apply, outcome: invoice.OutcomeMalformed}
 	number := n.InvoiceNumber
 	if apply == nil {
 		number = "" // nothing to lock: the body could not be read
 	}
-	err := s.lockedTx(ctx, number, []stmt{rec.upsert()}, func(l *locked) ([]stmt, error) { return s.process(rec, l), nil })
+	err := s.lockedTx(ctx, number, rec.read(), func(l *locked) ([]stmt, error) { return s.process(rec, l), nil })
 	if err != nil {
 		return "", nil, false, err
 	}
@@ -41,37 +44,65 @@ type inboxEntry struct {
 	n     *invoice.Notification
 	apply func(*invoice.Invoice) invoice.Outcome
 
-	// From the inbox row: its id, the outcome stored before this delivery and the delivery count.
-	id         int64
-	prior      invoice.Outcome
-	deliveries int
+	// From the inbox: whether the notification was seen before, its row's id (a new one's, drawn from
+	// the sequence, when not) and the outcome stored then.
+	seen  bool
+	id    int64
+	prior invoice.Outcome
 
 	outcome    invoice.Outcome
 	inv        *invoice.Invoice
 	redelivery bool // a settled notification delivered again: only its count changed
 }
 
-// upsert stores the notification, or counts one more delivery of it.
-func (e *inboxEntry) upsert() stmt {
-	n := e.n
-	return stmt{
-		sql: `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, body_sha256, outcome)
-			VALUES (@request_id, @invoice_number, @headers, @body, @digest, @outcome)
-			ON CONFLICT (doku_request_id, body_sha256) DO UPDATE
-				SET deliveries = notifications.deliveries + 1, last_received_at = now()
-			RETURNING id, outcome, deliveries`,
-		args: []any{pgx.NamedArgs{"request_id": n.RequestID, "invoice_number": n.InvoiceNumber, "headers": n.Headers,
-			"body": n.Body, "digest": n.BodyDigest(), "outcome": invoice.OutcomeMalformed}},
-		scan: func(row pgx.Row) error { return row.Scan(&e.id, &e.prior, &e.deliveries) },
+// read looks the notification up in the inbox, and draws the id it gets if it is new (an attention
+// item it raises names it, in the same round trip as the row).
+func (e *inboxEntry) read() []stmt {
+	return []stmt{
+		{sql: `SELECT id, outcome FROM notifications WHERE doku_request_id = $1 AND body_sha256 = $2`,
+			args: []any{e.n.RequestID, e.n.BodyDigest()},
+			scan: func(row pgx.Row) error {
+				err := row.Scan(&e.id, &e.prior)
+				e.seen = err == nil
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				return err
+			}},
+		{sql: `SELECT nextval(pg_get_serial_sequence('notifications', 'id'))`,
+			scan: func(row pgx.Row) error {
+				var next int64
+				err := row.Scan(&next)
+				if !e.seen {
+					e.id = next
+				}
+				return err
+			}},
 	}
 }
 
+var upsertInbox = compile(`
+	INSERT INTO notifications (id, doku_request_id, invoice_number, headers, body, body_sha256, outcome, invoice_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (@id, @request_id, @invoice_number, @headers, @body, @digest, @outcome, @invoice_id)
+	ON CONFLICT (doku_request_id, body_sha256) DO UPDATE
+		SET deliveries = notifications.deliveries + 1, last_received_at = now(), outcome = excluded.outcome,
+			invoice_id = coalesce(excluded.invoice_id, notifications.invoice_id)`)
+
+// write stores the notification with its outcome, or counts one more delivery of it.
+func (e *inboxEntry) write(invoiceID *int64) stmt {
+	n := e.n
+	return upsertInbox.with(pgx.NamedArgs{"id": e.id, "request_id": n.RequestID, "invoice_number": n.InvoiceNumber,
+		"headers": n.Headers, "body": n.Body, "digest": n.BodyDigest(), "outcome": e.outcome, "invoice_id": invoiceID})
+}
+
 // process decides what the notification does, given its invoice locked (l is nil when there is no
-// such invoice), and returns the statements that do it, ending with the inbox row's outcome.
+// such invoice), and returns the statements that do it, the inbox row among them.
 func (s *Store) process(e *inboxEntry, l *locked) []stmt {
-	if e.deliveries > 1 && !retried(e.prior) {
+	if e.seen && !retried(e.prior) {
 		e.redelivery = true
-		return nil
+		return []stmt{{sql: `UPDATE notifications SET deliveries = deliveries + 1, last_received_at = now() WHERE id = $1`,
+			args: []any{e.id}}}
 	}
 	n := e.n
 	var then []stmt
@@ -85,7 +116,7 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 	default:
 		e.outcome = e.apply(l.Invoice)
 		e.inv, invoiceID = l.Invoice, &l.ID
-		if e.deliveries > 1 {
+		if e.seen {
 			// Read now where it could not be before: the item it raised has explained itself.
 			l.ResolvedAttention = append(l.ResolvedAttention,
 				invoice.Resolution{Key: "unreadable:" + n.EvidenceKey(), Note: "read on a later delivery"},
@@ -93,8 +124,7 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 		}
 		then = s.writeChanges(l)
 	}
-	return append(then, stmt{sql: `UPDATE notifications SET outcome = $2, invoice_id = $3 WHERE id = $1`,
-		args: []any{e.id, e.outcome, invoiceID}})
+	return append(then, e.write(invoiceID))
 }
 
 // flag raises an attention item about a notification that has no invoice to go with; its key makes a

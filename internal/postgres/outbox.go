@@ -32,6 +32,14 @@ func newEventID() string {
 	return "evt_" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String(), "-", "")
 }
 
+var publishChangesStmt = compile(`
+		WITH ev AS (
+			INSERT INTO events (id, type, invoice_id, invoice_number, created_at, data)
+			SELECT e.id, e.type, @invoice_id, @number, @now, e.data::json
+			FROM unnest(@id::text[], @type::text[], @data::text[]) WITH ORDINALITY AS e(id, type, data, n)
+			ORDER BY e.n
+			RETURNING seq, invoice_number)` + queueAndNotify)
+
 // publishChanges writes the events of inv's status changes and payments, in the order they happened.
 func publishChanges(inv *invoice.Invoice, now time.Time) stmt {
 	n := len(inv.NewChanges)
@@ -43,15 +51,26 @@ func publishChanges(inv *invoice.Invoice, now time.Time) stmt {
 		}
 		ids[i], types[i], data[i] = newEventID(), string(c.Type), string(raw)
 	}
-	return stmt{sql: `
-		WITH ev AS (
-			INSERT INTO events (id, type, invoice_id, invoice_number, created_at, data)
-			SELECT e.id, e.type, @invoice_id, @number, @now, e.data::jsonb
-			FROM unnest(@id::text[], @type::text[], @data::text[]) WITH ORDINALITY AS e(id, type, data, n)
-			ORDER BY e.n
-			RETURNING seq, invoice_number)` + queueAndNotify,
-		args: []any{pgx.NamedArgs{"invoice_id": inv.ID, "number": inv.Number, "now": now, "id": ids, "type": types, "data": data}}}
+	return publishChangesStmt.with(pgx.NamedArgs{"invoice_id": inv.ID, "number": inv.Number, "now": now, "id": ids, "type": types, "data": data})
 }
+
+var insertAttentionStmt = compile(`
+		WITH a AS (
+			INSERT INTO attention_items (key, reason, invoice_id, invoice_number, source, evidence, created_at)
+			SELECT key, reason, @invoice_id, number, source, evidence::jsonb, @now
+			FROM unnest(@key::text[], @reason::text[], @number::text[], @source::text[], @evidence::text[])
+				WITH ORDINALITY AS a(key, reason, number, source, evidence, n)
+			ORDER BY a.n
+			ON CONFLICT (key) DO NOTHING
+			RETURNING id, key),
+		ev AS (
+			INSERT INTO events (id, type, invoice_id, invoice_number, created_at, data)
+			SELECT DISTINCT ON (a.id) e.event_id, 'attention.raised', @invoice_id, e.number, @now,
+				jsonb_set(e.data::jsonb, '{attention,id}', to_jsonb(a.id))::json
+			FROM a JOIN unnest(@key::text[], @event_id::text[], @number::text[], @data::text[]) AS e(key, event_id, number, data)
+				ON e.key = a.key
+			ORDER BY a.id
+			RETURNING seq, invoice_number)` + queueAndNotify)
 
 // insertAttention flags cases for a person, each once: an item whose key exists is left as it is.
 // Every item stored is published as an attention.raised event, with the invoice it is about (inv
@@ -79,23 +98,6 @@ func insertAttention(inv *invoice.Invoice, items []invoice.Attention, now time.T
 	if inv != nil {
 		invoiceID = &inv.ID
 	}
-	return stmt{sql: `
-		WITH a AS (
-			INSERT INTO attention_items (key, reason, invoice_id, invoice_number, source, evidence, created_at)
-			SELECT key, reason, @invoice_id, number, source, evidence::jsonb, @now
-			FROM unnest(@key::text[], @reason::text[], @number::text[], @source::text[], @evidence::text[])
-				WITH ORDINALITY AS a(key, reason, number, source, evidence, n)
-			ORDER BY a.n
-			ON CONFLICT (key) DO NOTHING
-			RETURNING id, key),
-		ev AS (
-			INSERT INTO events (id, type, invoice_id, invoice_number, created_at, data)
-			SELECT DISTINCT ON (a.id) e.event_id, 'attention.raised', @invoice_id, e.number, @now,
-				jsonb_set(e.data::jsonb, '{attention,id}', to_jsonb(a.id))
-			FROM a JOIN unnest(@key::text[], @event_id::text[], @number::text[], @data::text[]) AS e(key, event_id, number, data)
-				ON e.key = a.key
-			ORDER BY a.id
-			RETURNING seq, invoice_number)` + queueAndNotify,
-		args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "now": now, "key": key, "reason": reason, "number": number,
-			"source": source, "evidence": evidence, "event_id": eventID, "data": data}}}
+	return insertAttentionStmt.with(pgx.NamedArgs{"invoice_id": invoiceID, "now": now, "key": key, "reason": reason, "number": number,
+		"source": source, "evidence": evidence, "event_id": eventID, "data": data})
 }

@@ -43,7 +43,8 @@ const (
 var readLockedSQL = fmt.Sprintf(readLocked, invoiceColumns)
 
 // lockedTx is every multi-statement change, in two round trips to the database: first BEGIN, the
-// statements of first, and the lock and read of the invoice (skipped when number is empty); then
+// lock and read of the invoice (skipped when number is empty) and the statements of first, which so
+// see whatever the lock's previous holder committed; then
 // decide, with the invoice (nil when there is none), returns the statements that store its decision,
 // sent with COMMIT. No other work happens while the transaction is open, and an error anywhere rolls
 // everything back. Round trips, not statements, were the service's largest cost on the hot paths.
@@ -73,12 +74,12 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 func begin(ctx context.Context, conn *pgxpool.Conn, number string, first []stmt) (*locked, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	for _, st := range first {
-		b.Queue(st.sql, st.args...)
-	}
 	if number != "" {
 		b.Queue(lockRow, number)
 		b.Queue(readLockedSQL, number)
+	}
+	for _, st := range first {
+		b.Queue(st.sql, st.args...)
 	}
 	br := conn.SendBatch(ctx, b)
 	inv, err := readBegun(br, number, first)
@@ -92,26 +93,25 @@ func readBegun(br pgx.BatchResults, number string, first []stmt) (*locked, error
 	if _, err := br.Exec(); err != nil {
 		return nil, err
 	}
+	var read *invoice.Invoice
+	if number != "" {
+		var id int64
+		if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, err
+		}
+		if read, err = pgx.CollectExactlyOneRow(rows, scanInvoice); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, err
+		}
+	}
 	if err := runResults(br, first); err != nil {
 		return nil, err
 	}
-	if number == "" {
+	if read == nil {
 		return nil, nil
-	}
-	var id int64
-	if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, err
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
-	read, err := pgx.CollectExactlyOneRow(rows, scanInvoice)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
 	}
 	l := &locked{Invoice: read, readState: mutableState(read), readPayments: len(read.Payments)}
 	for _, p := range read.Payments {

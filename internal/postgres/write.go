@@ -62,6 +62,8 @@ const insertEventsSQL = `
 	FROM unnest(@at::timestamptz[], @source::text[], @kind::text[], @from::text[], @to::text[], @detail::text[])
 		AS e(at, source, kind, from_s, to_s, detail)`
 
+var insertEventsStmt = compile(insertEventsSQL)
+
 func insertEvents(invoiceID int64, evs []invoice.Event, now time.Time) stmt {
 	n := len(evs)
 	at, source, kind, from, to, detail := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -80,9 +82,15 @@ func insertEvents(invoiceID int64, evs []invoice.Event, now time.Time) stmt {
 			return stmt{err: err}
 		}
 	}
-	return stmt{sql: insertEventsSQL, args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "at": at, "source": source,
-		"kind": kind, "from": from, "to": to, "detail": detail}}}
+	return insertEventsStmt.with(pgx.NamedArgs{"invoice_id": invoiceID, "at": at, "source": source,
+		"kind": kind, "from": from, "to": to, "detail": detail})
 }
+
+var insertPaymentsStmt = compile(`
+		INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
+		SELECT @invoice_id, key, amount, paid_at, source, request_id, ids::jsonb, @now
+		FROM unnest(@key::text[], @amount::bigint[], @paid_at::timestamptz[], @source::text[], @request_id::text[], @ids::text[])
+			AS p(key, amount, paid_at, source, request_id, ids)`)
 
 func insertPayments(invoiceID int64, ps []invoice.Payment, now time.Time) stmt {
 	n := len(ps)
@@ -96,14 +104,12 @@ func insertPayments(invoiceID int64, ps []invoice.Payment, now time.Time) stmt {
 			return stmt{err: err}
 		}
 	}
-	return stmt{sql: `
-		INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source, doku_request_id, identifiers, created_at)
-		SELECT @invoice_id, key, amount, paid_at, source, request_id, ids::jsonb, @now
-		FROM unnest(@key::text[], @amount::bigint[], @paid_at::timestamptz[], @source::text[], @request_id::text[], @ids::text[])
-			AS p(key, amount, paid_at, source, request_id, ids)`,
-		args: []any{pgx.NamedArgs{"invoice_id": invoiceID, "now": now, "key": key, "amount": amount, "paid_at": paidAt,
-			"source": source, "request_id": requestID, "ids": ids}}}
+	return insertPaymentsStmt.with(pgx.NamedArgs{"invoice_id": invoiceID, "now": now, "key": key, "amount": amount, "paid_at": paidAt,
+		"source": source, "request_id": requestID, "ids": ids})
 }
+
+var updatePaymentStmt = compile(`UPDATE payments SET dedupe_key = @key, identifiers = @ids::jsonb, paid_at = @paid_at,
+			doku_request_id = @request_id WHERE id = @id`)
 
 // updatePayment writes back a payment a notification has identified.
 func updatePayment(p invoice.Payment) stmt {
@@ -111,9 +117,7 @@ func updatePayment(p invoice.Payment) stmt {
 	if err != nil {
 		return stmt{err: err}
 	}
-	return stmt{sql: `UPDATE payments SET dedupe_key = @key, identifiers = @ids::jsonb, paid_at = @paid_at,
-			doku_request_id = @request_id WHERE id = @id`,
-		args: []any{pgx.NamedArgs{"id": p.ID, "key": p.DedupeKey, "ids": ids, "paid_at": p.PaidAt, "request_id": p.RequestID}}}
+	return updatePaymentStmt.with(pgx.NamedArgs{"id": p.ID, "key": p.DedupeKey, "ids": ids, "paid_at": p.PaidAt, "request_id": p.RequestID})
 }
 
 func identifiers(m map[string]string) map[string]string {
@@ -123,11 +127,22 @@ func identifiers(m map[string]string) map[string]string {
 	return m
 }
 
+var resolveBySystemStmt = compile(`UPDATE attention_items SET state = 'resolved', resolved_at = now(), resolved_by = 'system', note = @note
+		WHERE key = @key AND state = 'open'`)
+
 // resolveBySystem settles an open item whose case has explained itself.
 func resolveBySystem(r invoice.Resolution) stmt {
-	return stmt{sql: `UPDATE attention_items SET state = 'resolved', resolved_at = now(), resolved_by = 'system', note = @note
-		WHERE key = @key AND state = 'open'`, args: []any{pgx.NamedArgs{"key": r.Key, "note": r.Note}}}
+	return resolveBySystemStmt.with(pgx.NamedArgs{"key": r.Key, "note": r.Note})
 }
+
+var updateInvoiceStmt = compile(`
+		UPDATE invoices SET status = @status, payment_code = @payment_code, how_to_pay_page = @page,
+			how_to_pay_api = @api, expires_at = @expires_at, paid_at = @paid_at, paid_after_expiry = @after_expiry,
+			cancelled_at = @cancelled_at, cancel_reason = @cancel_reason, paid_after_cancel = @after_cancel,
+			failure_code = @failure_code, failure_message = @failure_message, updated_at = @now,
+			expired_by_grace = @by_grace, next_check_at = @next_check_at, next_issue_at = @next_issue_at,
+			issue_lease_until = CASE WHEN @lease_held THEN issue_lease_until END
+		WHERE id = @id`)
 
 // updateInvoice writes the invoice's state as the decision left it — its next status check and next
 // issue attempt included, which the caller planned. An issue lease is only ever given up here (its
@@ -138,19 +153,11 @@ func (s *Store) updateInvoice(inv *invoice.Invoice, now time.Time) stmt {
 		paymentCode = &inv.PaymentCode
 	}
 	inv.UpdatedAt = now
-	return stmt{sql: `
-		UPDATE invoices SET status = @status, payment_code = @payment_code, how_to_pay_page = @page,
-			how_to_pay_api = @api, expires_at = @expires_at, paid_at = @paid_at, paid_after_expiry = @after_expiry,
-			cancelled_at = @cancelled_at, cancel_reason = @cancel_reason, paid_after_cancel = @after_cancel,
-			failure_code = @failure_code, failure_message = @failure_message, updated_at = @now,
-			expired_by_grace = @by_grace, next_check_at = @next_check_at, next_issue_at = @next_issue_at,
-			issue_lease_until = CASE WHEN @lease_held THEN issue_lease_until END
-		WHERE id = @id`,
-		args: []any{pgx.NamedArgs{"id": inv.ID, "status": inv.Status, "payment_code": paymentCode, "page": inv.HowToPayPage,
-			"api": inv.HowToPayAPI, "expires_at": inv.ExpiresAt, "paid_at": inv.PaidAt, "after_expiry": inv.PaidAfterExpiry,
-			"cancelled_at": inv.CancelledAt, "cancel_reason": inv.CancelReason, "after_cancel": inv.PaidAfterCancel,
-			"failure_code": inv.FailureCode, "failure_message": inv.FailureMessage, "now": now, "by_grace": inv.ExpiredByGrace,
-			"next_check_at": inv.NextCheckAt, "next_issue_at": inv.NextIssueAt, "lease_held": inv.IssueLeaseHeld}}}
+	return updateInvoiceStmt.with(pgx.NamedArgs{"id": inv.ID, "status": inv.Status, "payment_code": paymentCode, "page": inv.HowToPayPage,
+		"api": inv.HowToPayAPI, "expires_at": inv.ExpiresAt, "paid_at": inv.PaidAt, "after_expiry": inv.PaidAfterExpiry,
+		"cancelled_at": inv.CancelledAt, "cancel_reason": inv.CancelReason, "after_cancel": inv.PaidAfterCancel,
+		"failure_code": inv.FailureCode, "failure_message": inv.FailureMessage, "now": now, "by_grace": inv.ExpiredByGrace,
+		"next_check_at": inv.NextCheckAt, "next_issue_at": inv.NextIssueAt, "lease_held": inv.IssueLeaseHeld})
 }
 
 // state is the part of an invoice a decision may change; comparing it tells whether to write.
