@@ -92,6 +92,9 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) 
 	}
 	a.Service = service.New(scfg, countingStore{Store: a.Store, m: a.Metrics}, gateway)
 	a.Hub = stream.NewHub()
+	// The committing replica wakes its own deliverer and streams at once; the others hear of a change
+	// only when its invoice is watched (the listener), and otherwise poll.
+	a.Store.OnPublished(a.Hub.Notify)
 	a.Metrics.WatchDeliveries(a.Service.DeliveryBacklog)
 	a.Handler = a.newHandler()
 	a.Resumer = &worker.Resumer{Service: a.Service, Log: log.With().Str("worker", "resumer").Logger(), Metrics: a.Metrics,

@@ -103,9 +103,19 @@ func (h *handlers) streamInvoice(w http.ResponseWriter, r *http.Request) {
 	h.metrics.StreamOpened()
 	defer h.metrics.StreamClosed()
 
-	// Subscribe before reading, so that nothing committed in between is missed.
+	end := time.Now().Add(h.cfg.Stream.MaxDuration)
+	if !tokenExpires.IsZero() && tokenExpires.Before(end) {
+		end = tokenExpires
+	}
+	// Subscribe and watch before reading, so that nothing committed in between is missed: a change
+	// on any replica whose statement ran after the watch committed is notified. (One whose statement
+	// ran just before, and committed after the read, is sent at the next heartbeat.)
 	wake, stop := h.hub.Subscribe(number)
 	defer stop()
+	if err := h.svc.WatchInvoice(r.Context(), number, time.Until(end)); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	s, err := h.openStream(r, number)
 	if err != nil {
 		writeError(w, r, err)
@@ -122,16 +132,12 @@ func (h *handlers) streamInvoice(w http.ResponseWriter, r *http.Request) {
 	if err := s.start(); err != nil {
 		return
 	}
-	h.follow(r, s, wake, tokenExpires)
+	h.follow(r, s, wake, end)
 }
 
 // follow sends what is new whenever the hub says so — and at each heartbeat as well, in case a
 // wake-up was lost — until the stream ends.
-func (h *handlers) follow(r *http.Request, s *eventStream, wake <-chan struct{}, tokenExpires time.Time) {
-	end := time.Now().Add(h.cfg.Stream.MaxDuration)
-	if !tokenExpires.IsZero() && tokenExpires.Before(end) {
-		end = tokenExpires
-	}
+func (h *handlers) follow(r *http.Request, s *eventStream, wake <-chan struct{}, end time.Time) {
 	deadline := time.NewTimer(time.Until(end))
 	defer deadline.Stop()
 	beat := time.NewTicker(h.cfg.Stream.Heartbeat)

@@ -331,3 +331,17 @@ func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte) (string, 
 	}
 	return number, expires.UTC(), classify(err)
 }
+
+// WatchInvoice records that a status stream follows invoice number for d from now (the database's
+// clock), so that its changes are notified to every replica until then; a longer watch already
+// there is kept. Watches that ended are cleared on the way: the table holds about as many rows as
+// there are open streams.
+func (s *Store) WatchInvoice(ctx context.Context, number string, d time.Duration) error {
+	_, err := s.pool.Exec(ctx, `
+		WITH gc AS (DELETE FROM stream_watches WHERE until < now() AND invoice_number <> @number)
+		INSERT INTO stream_watches (invoice_number, until)
+		SELECT invoice_number, now() + @for * interval '1 microsecond' FROM invoices WHERE invoice_number = @number
+		ON CONFLICT (invoice_number) DO UPDATE SET until = greatest(stream_watches.until, excluded.until)`,
+		pgx.NamedArgs{"number": number, "for": d.Microseconds()})
+	return classify(err)
+}

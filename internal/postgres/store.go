@@ -18,13 +18,32 @@ import (
 // its caller, which decides them. Every method is one statement or one short transaction; none is held
 // open while anything else (DOKU in particular) is called.
 type Store struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool        *pgxpool.Pool
+	now         func() time.Time
+	onPublished func(number string)
 }
 
 // NewStore returns a Store over pool.
 func NewStore(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool, now: time.Now}
+}
+
+// OnPublished sets f to be called, with the invoice number, after each commit that wrote events (set
+// it before the store is used). Other replicas learn of events only when the invoice is watched
+// (WatchInvoice); this is how the committing replica wakes its own deliverer at once.
+func (s *Store) OnPublished(f func(number string)) { s.onPublished = f }
+
+// published calls onPublished when a committed transaction's statements wrote events.
+func (s *Store) published(number string, committed []stmt) {
+	if s.onPublished == nil {
+		return
+	}
+	for _, st := range committed {
+		if st.publishes {
+			s.onPublished(number)
+			return
+		}
+	}
 }
 
 // Create inserts inv if no invoice has its number yet, holding its issue lease for lease. It returns

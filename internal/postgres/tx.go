@@ -19,6 +19,14 @@ type stmt struct {
 	args []any
 	scan func(pgx.Row) error
 	err  error // a statement that could not even be built
+	// publishes is set on statements that write events: once they commit, the store says so
+	// (Store.OnPublished).
+	publishes bool
+}
+
+func (st stmt) publishing() stmt {
+	st.publishes = true
+	return st
 }
 
 // locked is an invoice as read under its row lock, with what it was when read, so that only what a
@@ -58,7 +66,9 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 	if err == nil {
 		var then []stmt
 		if then, err = decide(inv); err == nil {
-			err = commit(ctx, conn, then)
+			if err = commit(ctx, conn, then); err == nil {
+				s.published(number, then)
+			}
 		}
 	}
 	if err != nil {

@@ -107,6 +107,12 @@ func (s *Service) IssueStreamToken(ctx context.Context, number string, ttl time.
 	return token, expires, nil
 }
 
+// WatchInvoice has every replica told of invoice number's events until d from now, for a status
+// stream that lasts that long; unwatched invoices' changes wake only the replica that made them.
+func (s *Service) WatchInvoice(ctx context.Context, number string, d time.Duration) error {
+	return s.store.WatchInvoice(ctx, number, d)
+}
+
 // StreamTokenInvoice is the invoice a stream token opens, and when it expires; invoice.ErrNotFound
 // for a token that is unknown, expired or not a stream token at all.
 func (s *Service) StreamTokenInvoice(ctx context.Context, token string) (string, time.Time, error) {

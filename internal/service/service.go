@@ -72,6 +72,8 @@ type Outbox interface {
 	// CreateStreamToken stores a token's digest for ttl and clears those expired keepExpired ago.
 	CreateStreamToken(ctx context.Context, number string, digest []byte, ttl, keepExpired time.Duration) (time.Time, error)
 	StreamTokenInvoice(ctx context.Context, digest []byte) (number string, expires time.Time, err error)
+	// WatchInvoice has the invoice's changes notified to every replica for d from now.
+	WatchInvoice(ctx context.Context, number string, d time.Duration) error
 }
 
 // Gateway issues payment codes and answers status checks (DOKU). Its errors are
