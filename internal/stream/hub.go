@@ -1,7 +1,8 @@
 // Package stream fans out "this invoice has new events" to everything in this process that waits for
-// it: the status streams of checkout pages and the webhook delivery worker. The news comes from
-// PostgreSQL's LISTEN/NOTIFY (postgres.Listen), so a change committed by any replica wakes the waiters
-// of every replica. A wake-up carries no data: the waiter reads what is new from the database, so a
+// it: the status streams of checkout pages and the webhook delivery worker. The news comes from this
+// process's own commits (postgres.Store.OnPublished) and, for invoices a status stream watches, from
+// PostgreSQL's LISTEN/NOTIFY (postgres.Listen), so such a change committed by any replica wakes the
+// waiters of every replica. A wake-up carries no data: the waiter reads what is new from the database, so a
 // wake-up lost or merged with another costs nothing but a moment.
 package stream
 
