@@ -122,15 +122,28 @@ func (b *bench) closed(name, profile string, concurrency, txPerOp int, op func(c
 	return r, err
 }
 
-// rawRow runs a raw-baseline scenario: the service's code runs inside o2obench, so o2obench's CPU is
-// the application's, and the service process's memory says nothing about it.
-func (b *bench) rawRow(name string, txPerOp int, op func(context.Context, int) error) (result, error) {
-	r, err := b.closed(name, "", clients, txPerOp, op)
+// rawRow runs the raw baseline of the service row of (what: "create" or "webhook"): the service's
+// code runs inside o2obench, so o2obench's CPU is the application's, and the service process's memory
+// says nothing about it. The service row gets its ratio to the baseline.
+func (b *bench) rawRow(name, what string, of result, txPerOp int, op func(*service.Service) func(context.Context, int) error) error {
+	svc, err := b.rawService()
+	if err != nil {
+		return err
+	}
+	r, err := b.closed(name, "", clients, txPerOp, op(svc))
+	if err != nil {
+		return err
+	}
 	r.RSSAfterMB = 0
 	if r.Cost != nil {
 		r.Cost.App, r.Cost.AppCPU = "o2obench", r.Cost.BenchCPU
 	}
-	return r, err
+	if of.OpsPerSec > 0 {
+		r.Note = fmt.Sprintf("service %s / raw = %.2f", what, of.OpsPerSec/r.OpsPerSec)
+		b.rep.setRaw(of.Name, r.OpsPerSec)
+	}
+	b.rep.add(r)
+	return nil
 }
 
 func (b *bench) rawService() (*service.Service, error) {
@@ -178,19 +191,7 @@ func (b *bench) creates() error {
 		}
 	}
 	if b.want("raw") || b.want("create") {
-		svc, err := b.rawService()
-		if err != nil {
-			return err
-		}
-		raw, err := b.rawRow(rowRawCreate, createTx, rawCreateOp(svc))
-		if err != nil {
-			return err
-		}
-		if b.create.OpsPerSec > 0 {
-			raw.Note = fmt.Sprintf("service create / raw = %.2f", b.create.OpsPerSec/raw.OpsPerSec)
-			b.rep.setRaw(rowCreate, raw.OpsPerSec)
-		}
-		b.rep.add(raw)
+		return b.rawRow(rowRawCreate, "create", b.create, createTx, rawCreateOp)
 	}
 	return nil
 }
@@ -256,19 +257,9 @@ func (b *bench) webhooks() error {
 		b.rep.add(r)
 	}
 	if b.want("raw") || b.want("webhook") {
-		svc, err := b.rawService()
-		if err != nil {
-			return err
-		}
-		raw, err := b.rawRow(rowRawWebhook, webhookTx, rawWebhookOp(svc, b.seeds["R"]))
-		if err != nil {
-			return err
-		}
-		if b.webhook.OpsPerSec > 0 {
-			raw.Note = fmt.Sprintf("service webhook / raw = %.2f", b.webhook.OpsPerSec/raw.OpsPerSec)
-			b.rep.setRaw(rowWebhook, raw.OpsPerSec)
-		}
-		b.rep.add(raw)
+		return b.rawRow(rowRawWebhook, "webhook", b.webhook, webhookTx, func(svc *service.Service) func(context.Context, int) error {
+			return rawWebhookOp(svc, b.seeds["R"])
+		})
 	}
 	return nil
 }

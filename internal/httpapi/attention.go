@@ -36,10 +36,7 @@ func (h *handlers) listAttention(w http.ResponseWriter, r *http.Request) {
 				return &invoice.FieldError{Field: key, Message: "is not a known reason"}
 			}
 		case "invoice_number":
-			if invoice.CheckInvoiceNumber(v) != "" {
-				return &invoice.FieldError{Field: key, Message: "must be a valid invoice number"}
-			}
-			f.InvoiceNumber = v
+			return invoiceNumberParam(v, &f.InvoiceNumber)
 		default:
 			return unknownParam(key)
 		}

@@ -82,10 +82,7 @@ func (h *handlers) listEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			f.Type = t
 		case "invoice_number":
-			if invoice.CheckInvoiceNumber(v) != "" {
-				return &invoice.FieldError{Field: key, Message: "must be a valid invoice number"}
-			}
-			f.InvoiceNumber = v
+			return invoiceNumberParam(v, &f.InvoiceNumber)
 		default:
 			return unknownParam(key)
 		}

@@ -40,14 +40,13 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 			f.Outcomes, fe = parseOutcomes(key, vals)
 			return fe
 		case "invoice_number":
-			if len(vals) != 1 || invoice.CheckInvoiceNumber(vals[0]) != "" {
-				return &invoice.FieldError{Field: key, Message: "must be one valid invoice number"}
+			if len(vals) != 1 {
+				return &invoice.FieldError{Field: key, Message: "must be given once"}
 			}
-			f.InvoiceNumber = vals[0]
+			return invoiceNumberParam(vals[0], &f.InvoiceNumber)
 		default:
 			return unknownParam(key)
 		}
-		return nil
 	})
 	if err != nil {
 		writeError(w, r, err)

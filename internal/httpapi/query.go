@@ -57,3 +57,12 @@ func listQuery(raw string, limit *int, cursor *string, param func(key string, va
 func unknownParam(key string) *invoice.FieldError {
 	return &invoice.FieldError{Field: key, Message: "is not a known query parameter"}
 }
+
+// invoiceNumberParam reads the invoice_number filter the lists share into into.
+func invoiceNumberParam(v string, into *string) *invoice.FieldError {
+	if invoice.CheckInvoiceNumber(v) != "" {
+		return &invoice.FieldError{Field: "invoice_number", Message: "must be a valid invoice number"}
+	}
+	*into = v
+	return nil
+}
