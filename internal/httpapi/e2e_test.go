@@ -325,6 +325,7 @@ func TestCreateWhileDatabaseIsDownChangesNothingAndRecovers(t *testing.T) {
 	req := apitest.NewInvoice("INV-DB-1", "alfa")
 	for _, call := range []apitest.Request{
 		{Method: "POST", Path: "/v1/invoices", Body: apitest.JSON(t, req)}, {Method: "GET", Path: "/v1/invoices/INV-DB-1"}, {Method: "GET", Path: "/v1/invoices"},
+		{Method: "GET", Path: "/v1/invoices/INV-DB-1/stream"},
 	} {
 		resp := s.Send(call)
 		if resp.Status != http.StatusServiceUnavailable || resp.Problem(t).Code != "unavailable" || resp.Header.Get("Retry-After") == "" {
