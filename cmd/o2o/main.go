@@ -1,6 +1,6 @@
 // Command o2o is the DOKU O2O payment-code service.
 //
-//	o2o [serve]                 run the HTTP service (migrates the database first)
+//	o2o [serve]                 run the HTTP service (migrates the database first, unless MIGRATE_ON_START=false)
 //	o2o migrate up|down|status  manage the schema
 //	o2o healthcheck [URL]       exit 0 when the service (or URL) answers 200: for container healthchecks
 //	o2o help                    commands and settings
@@ -67,8 +67,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 const usage = `o2o — DOKU convenience-store payment codes (Alfa Group, Indomaret).
 
 Commands:
-  o2o [serve]                 run the service: migrate the database, then serve HTTP and run the
-                              resumer and the reconciler until SIGTERM
+  o2o [serve]                 run the service: migrate the database (unless MIGRATE_ON_START=false),
+                              then serve HTTP and run the workers until SIGTERM
   o2o migrate up|down|status  apply every pending migration, roll back the last one, or list them
                               (needs only DATABASE_URL)
   o2o healthcheck [URL]       exit 0 when GET URL answers 200; URL defaults to /readyz on HTTP_ADDR
@@ -176,12 +176,18 @@ func serve(ctx context.Context, stdout io.Writer, ready chan<- string) error {
 		return err
 	}
 	defer a.Close()
-	applied, err := a.Migrate(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	for _, name := range applied {
-		log.Info().Str("migration", name).Msg("migrated")
+	if cfg.MigrateOnStart {
+		applied, err := a.Migrate(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		for _, name := range applied {
+			log.Info().Str("migration", name).Msg("migrated")
+		}
+	} else if err := a.Ready(ctx); err != nil {
+		// Migrations are someone else's step (o2o migrate up before a rollout): until it has run, this
+		// replica serves but answers /readyz 503, so no traffic reaches code newer than its schema.
+		log.Warn().Err(err).Msg("MIGRATE_ON_START=false and the database is not ready: /readyz answers 503 until the schema is current")
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -70,6 +70,13 @@ type Config struct {
 	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES" desc:"keys as name:hex SHA-256"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536" desc:"request body limit"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"graceful-shutdown deadline"`
+	// MigrateOnStart applies pending migrations before serving. Off where migrations run as a step of
+	// their own before a rollout (a Kubernetes Job running o2o migrate up): the service then waits,
+	// unready, until the schema is current.
+	MigrateOnStart bool `envconfig:"MIGRATE_ON_START" default:"true" desc:"apply pending migrations before serving (off: run o2o migrate up first)"`
+	// PublicBaseURL is where browsers reach this service (the payment page, status streams); the
+	// URLs the API hands out are absolute when it is set.
+	PublicBaseURL string `envconfig:"PUBLIC_BASE_URL" desc:"https://… where customers' browsers reach this service; makes the URLs the API hands out absolute"`
 
 	// DokuBaseURL has no default: a deployment names the DOKU it talks to, so that production never
 	// silently talks to the sandbox (or the reverse).
@@ -331,6 +338,16 @@ func (c *Config) checkHTTP(p *problems) {
 		p.add("MAX_BODY_BYTES", "must be at least 1024")
 	}
 	positive(p, "SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if c.PublicBaseURL != "" {
+		u, err := url.Parse(c.PublicBaseURL)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+			strings.HasSuffix(u.Path, "/"):
+			p.add("PUBLIC_BASE_URL", "must be an absolute URL without a query or a trailing slash, such as https://pay.merchant.example")
+		case u.Scheme == "http" && !loopback(u.Hostname()):
+			p.add("PUBLIC_BASE_URL", "must be https:// (plain http only on a loopback address)")
+		}
+	}
 	for i, cidr := range c.WebhookAllowedCIDRs {
 		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
 			p.add("WEBHOOK_ALLOWED_CIDRS", "entry %d is not a CIDR such as 203.0.113.0/24", i+1)
