@@ -149,7 +149,7 @@ func New(t testing.TB, opts Options) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
-	if err := a.SyncEndpoints(context.Background()); err != nil { // as Run does before it serves
+	if err := a.RegisterEndpoints(context.Background()); err != nil { // as Run does before it serves
 		t.Fatal(err)
 	}
 	s.App, s.Service, s.Metrics, handler = a, a.Service, a.Metrics, a.Handler

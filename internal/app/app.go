@@ -6,8 +6,10 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -36,6 +38,7 @@ type App struct {
 	Resumer    *worker.Resumer
 	Reconciler *worker.Reconciler
 	Deliverer  *worker.Deliverer
+	Purger     *worker.Purger
 	// Hub wakes the status streams and the deliverer when events are committed; Listen feeds it.
 	Hub *stream.Hub
 
@@ -95,7 +98,8 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) 
 	// The committing replica wakes its own deliverer and streams at once; the others hear of a change
 	// only when its invoice is watched (the listener), and otherwise poll.
 	a.Store.OnPublished(a.Hub.Notify)
-	a.Metrics.WatchDeliveries(a.Service.DeliveryBacklog)
+	a.Metrics.WatchDeliveries(a.Service.DeliveryBacklog, a.Service.FeedLag)
+	a.Metrics.WatchTables(a.Store.TableSizes)
 	a.Handler = a.newHandler()
 	a.Resumer = &worker.Resumer{Service: a.Service, Log: log.With().Str("worker", "resumer").Logger(), Metrics: a.Metrics,
 		Interval: cfg.ResumerInterval, Batch: cfg.ResumerBatch, Concurrency: cfg.ResumerConcurrency}
@@ -104,13 +108,24 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) 
 	wake, _ := a.Hub.SubscribeAll() // for the process's life
 	a.Deliverer = &worker.Deliverer{Service: a.Service, Endpoints: cfg.Endpoints(), Log: log.With().Str("worker", "deliverer").Logger(),
 		Metrics: a.Metrics, Wake: wake, Interval: cfg.EventsInterval, Timeout: cfg.EventsTimeout, Concurrency: cfg.EventsConcurrency}
+	a.Purger = &worker.Purger{Service: a.Service, Log: log.With().Str("worker", "purge").Logger(), Metrics: a.Metrics,
+		Interval: cfg.PurgeInterval, Holder: replicaName()}
 	return a, nil
 }
 
-// SyncEndpoints records the configured webhook endpoints, so that every event from now on is queued
-// for them. Run does it before it serves; a change made before it would not be delivered.
-func (a *App) SyncEndpoints(ctx context.Context) error {
-	return a.Service.SyncEndpoints(ctx, a.Deliverer.Endpoints)
+// replicaName names this process among the replicas (in leases): its host, its pid and a random
+// part, since two containers may share both.
+func replicaName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
+}
+
+// RegisterEndpoints registers the configured webhook endpoints, so that every event from now on is
+// queued for them, whichever replica makes it. Run does it before it serves.
+func (a *App) RegisterEndpoints(ctx context.Context) error {
+	return a.Service.RegisterEndpoints(ctx, a.Deliverer.Endpoints)
 }
 
 // EndStreams ends every status stream (shutdown begins; clients reconnect to another replica).
@@ -145,14 +160,15 @@ func (a *App) newHandler() http.Handler {
 	keys, _ := cfg.Keys() // validated
 	apiKeys := make([]httpapi.APIKey, len(keys))
 	for i, k := range keys {
-		apiKeys[i] = httpapi.APIKey{Name: k.Name, Digest: k.Digest}
+		apiKeys[i] = httpapi.APIKey{Name: k.Name, Digest: k.Digest, Scopes: k.Scopes}
 	}
 	return httpapi.NewServer(httpapi.Config{
 		APIKeys: apiKeys, NotificationPath: cfg.DokuNotificationPath, MaxBodyBytes: cfg.MaxBodyBytes,
 		Webhook:      httpapi.WebhookConfig{AllowedNetworks: cfg.AllowedNetworks(), MaxAge: cfg.WebhookMaxAge},
 		ServeMetrics: cfg.MetricsAddr == "",
-		Stream: httpapi.StreamConfig{MaxConnections: cfg.StreamMaxConnections, Heartbeat: cfg.StreamHeartbeat,
-			MaxDuration: cfg.StreamMaxDuration},
+		Stream: httpapi.StreamConfig{MaxConnections: cfg.StreamMaxConnections, MaxPerToken: cfg.StreamMaxPerToken,
+			Heartbeat: cfg.StreamHeartbeat, MaxDuration: cfg.StreamMaxDuration, AllowedOrigins: cfg.AllowedOrigins(),
+			PublicBaseURL: cfg.PublicBaseURL},
 	}, httpapi.Deps{
 		Service:       a.Service,
 		Notifications: doku.Verifier{ClientID: cfg.DokuClientID, Secret: []byte(cfg.DokuSecretKey.Value()), Target: cfg.DokuNotificationPath},
@@ -180,8 +196,13 @@ func serviceConfig(cfg config.Config) service.Config {
 		StoreTimeout: cfg.DBStatementTimeout,
 		Delivery:     cfg.DeliveryPolicy(),
 		// A claimed delivery is held through its POST and the recording of the attempt.
-		DeliveryLease:  cfg.EventsTimeout + cfg.DBStatementTimeout + 5*time.Second,
-		StreamTokenTTL: cfg.StreamTokenTTL,
+		DeliveryLease:       cfg.EventsTimeout + cfg.DBStatementTimeout + 5*time.Second,
+		StreamTokenTTL:      cfg.StreamTokenTTL,
+		CustomerAccessGrace: cfg.CustomerAccessGrace,
+		Retention:           cfg.Retention(),
+		PurgeBatch:          cfg.PurgeBatch,
+		// Renewed after every batch; a purging replica that dies holds it this long at most.
+		PurgeLease: 2 * time.Minute,
 	}
 }
 

@@ -23,14 +23,15 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	srv.ErrorLog = stdlogTo(a.Log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 
-	if err := a.SyncEndpoints(ctx); err != nil {
-		// The deliverer records them when it can; events until then are not queued for them.
-		a.Log.Error().Err(err).Msg("cannot record the webhook endpoints before serving")
+	if err := a.RegisterEndpoints(ctx); err != nil {
+		// The deliverer registers them when it can. An endpoint registered before (by this or another
+		// replica) gets its events meanwhile; a new one gets them from its registration on.
+		a.Log.Error().Err(err).Msg("cannot register the webhook endpoints before serving")
 	}
 	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var workers sync.WaitGroup
-	for _, w := range []interface{ Run(context.Context) error }{a.Resumer, a.Reconciler, a.Deliverer} {
+	for _, w := range []interface{ Run(context.Context) error }{a.Resumer, a.Reconciler, a.Deliverer, a.Purger} {
 		workers.Add(1)
 		go func() { defer workers.Done(); _ = w.Run(workersCtx) }()
 	}

@@ -67,7 +67,10 @@ type Config struct {
 	// name is what an attention item's resolution records.
 	APIKeys []Secret `envconfig:"API_KEYS" desc:"bearer keys, name:key, comma-separated"`
 	// APIKeyHashes are keys given as "name:hex SHA-256", so the config holds no usable key.
-	APIKeyHashes    []string      `envconfig:"API_KEY_HASHES" desc:"keys as name:hex SHA-256"`
+	APIKeyHashes []string `envconfig:"API_KEY_HASHES" desc:"keys as name:hex SHA-256"`
+	// APIKeyScopes limits what each key may do: "name=scope+scope", comma-separated (Scopes). A key
+	// not listed may do everything, as every key could before scopes existed.
+	APIKeyScopes    []string      `envconfig:"API_KEY_SCOPES" desc:"what each key may do, name=scope+scope (checkout, events, operator, metrics); unlisted keys may do everything"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536" desc:"request body limit"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"graceful-shutdown deadline"`
 	// MigrateOnStart applies pending migrations before serving. Off where migrations run as a step of
@@ -478,12 +481,30 @@ func (c *Config) checkWorkers(p *problems) {
 	}
 }
 
-// Key is an accepted API key: its name (recorded when it resolves an attention item) and the SHA-256
-// of the key, which is all the service keeps of it.
+// Key is an accepted API key: its name (recorded when it resolves an attention item), the SHA-256 of
+// the key, which is all the service keeps of it, and what it may do.
 type Key struct {
 	Name   string
 	Digest [32]byte
+	Scopes []string
 }
+
+// The scopes an API key can be given. The HTTP API's route table names one for every route it guards.
+const (
+	// ScopeCheckout: what a checkout frontend does — create, read, list and cancel invoices, issue and
+	// revoke stream tokens, open status streams.
+	ScopeCheckout = "checkout"
+	// ScopeEvents: what the merchant's order system reads — the event feed and single events.
+	ScopeEvents = "events"
+	// ScopeOperator: what a person on call does — the attention queue, the notification inbox, an
+	// invoice's history, manual sync, webhook endpoints and redelivery.
+	ScopeOperator = "operator"
+	// ScopeMetrics: Prometheus' scrape of /metrics.
+	ScopeMetrics = "metrics"
+)
+
+// Scopes lists every scope.
+var Scopes = []string{ScopeCheckout, ScopeEvents, ScopeOperator, ScopeMetrics}
 
 // Keys returns every accepted API key, from API_KEYS and API_KEY_HASHES alike. A key is "name:key" or
 // a bare key, named key1, key2, … by its position in API_KEYS (hash1, … in API_KEY_HASHES).
@@ -495,10 +516,44 @@ func (c *Config) Keys() ([]Key, error) {
 	for i, h := range c.APIKeyHashes {
 		k.addHash(i, h)
 	}
+	k.scope(c.APIKeyScopes)
 	if len(k.problems) > 0 {
 		return nil, errors.New(strings.Join(k.problems, "\n"))
 	}
 	return k.keys, nil
+}
+
+// scope gives each key the scopes API_KEY_SCOPES lists for it, and every scope to a key it does not
+// list.
+func (k *keyring) scope(entries []string) {
+	given := map[string][]string{}
+	for i, entry := range entries {
+		name, list, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		var scopes []string
+		for _, sc := range strings.Split(list, "+") {
+			if sc = strings.TrimSpace(sc); !slices.Contains(Scopes, sc) {
+				k.problems.add("API_KEY_SCOPES", "entry %d: scopes are %s, joined by +", i+1, strings.Join(Scopes, ", "))
+				return
+			}
+			scopes = append(scopes, sc)
+		}
+		switch {
+		case !ok || !k.seen[name]:
+			k.problems.add("API_KEY_SCOPES", "entry %d must be name=scope+scope, with the name of a key of API_KEYS or API_KEY_HASHES", i+1)
+			return
+		case given[name] != nil:
+			k.problems.add("API_KEY_SCOPES", "key %q is listed twice", name)
+			return
+		}
+		given[name] = scopes
+	}
+	for i := range k.keys {
+		if s, ok := given[k.keys[i].Name]; ok {
+			k.keys[i].Scopes = s
+		} else {
+			k.keys[i].Scopes = slices.Clone(Scopes)
+		}
+	}
 }
 
 // keyring collects the keys of Keys and what is wrong with them.

@@ -16,11 +16,28 @@ func TestEventEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	eps := c.Endpoints()
-	if len(eps) != 2 || eps[0].Name != "orders" || eps[0].URL != "https://orders.example/hook" || len(eps[0].Secret) != 24 || !eps[1].Active {
+	if len(eps) != 2 || eps[0].Name != "orders" || eps[0].URL != "https://orders.example/hook" || len(eps[0].Secrets) != 1 || len(eps[0].Secrets[0]) != 24 || !eps[1].Active {
 		t.Fatalf("endpoints %+v", eps)
 	}
 	if p := c.DeliveryPolicy(); p.RetryPeriod.Hours() != 72 || p.BaseBackoff.Seconds() != 5 {
 		t.Errorf("delivery policy %+v", p)
+	}
+}
+
+// While a secret is rotated an endpoint has two: both are kept, in order, whichever way they are given.
+func TestEndpointSecretsForRotation(t *testing.T) {
+	const newSecret = "whsec_C2hvcnRlcnNlY3JldGZvcnJvdGF0aW9uMTIz"
+	for _, secrets := range []string{"orders=" + goodSecret + " " + newSecret, "orders=" + goodSecret + ",orders=" + newSecret} {
+		required(t)
+		t.Setenv("EVENTS_ENDPOINTS", "orders=https://orders.example/hook")
+		t.Setenv("EVENTS_SECRETS", secrets)
+		c, err := Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := c.Endpoints()[0].Secrets; len(s) != 2 || len(s[0]) != 24 || len(s[1]) == 0 {
+			t.Errorf("%q: secrets %v", secrets, s)
+		}
 	}
 }
 

@@ -28,12 +28,12 @@ func (h *handlers) listAttention(w http.ResponseWriter, r *http.Request) {
 		case "state":
 			var ok bool
 			if f.State, ok = invoice.ParseAttentionState(v); !ok {
-				return &invoice.FieldError{Field: key, Message: `must be "open" or "resolved"`}
+				return &invoice.FieldError{Field: key, Message: oneOf(invoice.AttentionStates)}
 			}
 		case "reason":
 			var ok bool
 			if f.Reason, ok = invoice.ParseReason(v); !ok {
-				return &invoice.FieldError{Field: key, Message: "is not a known reason"}
+				return &invoice.FieldError{Field: key, Message: oneOf(invoice.Reasons)}
 			}
 		case "invoice_number":
 			return invoiceNumberParam(v, &f.InvoiceNumber)

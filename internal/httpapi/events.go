@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -64,7 +65,7 @@ type eventListJSON struct {
 	HasMore    bool    `json:"has_more"`
 }
 
-// listEvents is the feed for consumers that pull: every event, oldest first, from a cursor.
+// listEvents is the feed for consumers that pull: every event, in the feed's order, from a cursor.
 func (h *handlers) listEvents(w http.ResponseWriter, r *http.Request) {
 	var f invoice.EventFilter
 	err := listQuery(r.URL.RawQuery, &f.Limit, nil, func(key string, vals []string) *invoice.FieldError {
@@ -72,17 +73,25 @@ func (h *handlers) listEvents(w http.ResponseWriter, r *http.Request) {
 			return &invoice.FieldError{Field: key, Message: "must be given once"}
 		}
 		v := vals[0]
+		var ok bool
 		switch key {
 		case "after":
 			f.After = v
 		case "type":
-			t, ok := invoice.ParseChangeType(v)
-			if !ok {
-				return &invoice.FieldError{Field: key, Message: "must be one of the event types"}
+			if f.Type, ok = invoice.ParseChangeType(v); !ok {
+				return &invoice.FieldError{Field: key, Message: oneOf(invoice.ChangeTypes)}
 			}
-			f.Type = t
 		case "invoice_number":
 			return invoiceNumberParam(v, &f.InvoiceNumber)
+		case "delivery_state":
+			if f.DeliveryState, ok = invoice.ParseDeliveryState(v); !ok {
+				return &invoice.FieldError{Field: key, Message: oneOf(invoice.DeliveryStates)}
+			}
+		case "endpoint":
+			if !validEndpointName(v) {
+				return &invoice.FieldError{Field: key, Message: endpointNameRule}
+			}
+			f.Endpoint = v
 		default:
 			return unknownParam(key)
 		}
@@ -102,6 +111,27 @@ func (h *handlers) listEvents(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, toEventJSON(e))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// endpointNameRule is what an endpoint's name is (EVENTS_ENDPOINTS names them).
+const endpointNameRule = "must be an endpoint name: 1-64 of A-Z a-z 0-9 . _ -"
+
+// validEndpointName reports whether name could be an endpoint's; no other is looked up (the database
+// would refuse some bytes outright).
+func validEndpointName(name string) bool {
+	return len(name) >= 1 && len(name) <= 64 && !strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	})
+}
+
+// endpointName is the route's endpoint name; one no endpoint can have is answered 404 at once.
+func endpointName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := chi.URLParam(r, "name")
+	if !validEndpointName(name) {
+		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "no webhook endpoint is named so (%s)", endpointNameRule))
+		return "", false
+	}
+	return name, true
 }
 
 // validEventID reports whether id could be an event's id; no other is looked up.
@@ -140,6 +170,10 @@ func (h *handlers) redeliverEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if req.Endpoint != "" && !validEndpointName(req.Endpoint) {
+		writeError(w, r, invalid(invoice.FieldError{Field: "endpoint", Message: endpointNameRule}))
+		return
+	}
 	e, err := h.svc.Redeliver(r.Context(), id, req.Endpoint)
 	if err != nil {
 		writeError(w, r, err)
@@ -151,14 +185,27 @@ func (h *handlers) redeliverEvent(w http.ResponseWriter, r *http.Request) {
 type endpointJSON struct {
 	Name           string  `json:"name"`
 	URL            string  `json:"url"`
+	State          string  `json:"state"`
 	Active         bool    `json:"active"`
+	RemovedAt      *string `json:"removed_at"`
 	DisabledAt     *string `json:"disabled_at"`
 	DisabledReason *string `json:"disabled_reason"`
+	EnabledAt      *string `json:"enabled_at"`
+	Pending        int     `json:"pending"`
+	OldestPendingS int64   `json:"oldest_pending_seconds"`
 }
 
 func toEndpointJSON(e invoice.Endpoint) endpointJSON {
-	return endpointJSON{Name: e.Name, URL: e.URL, Active: e.Active, DisabledAt: view.OptTime(e.DisabledAt),
-		DisabledReason: view.OptString(e.DisabledReason)}
+	state := "active"
+	switch {
+	case !e.Active:
+		state = "removed"
+	case e.DisabledAt != nil:
+		state = "disabled"
+	}
+	return endpointJSON{Name: e.Name, URL: e.URL, State: state, Active: e.Active, RemovedAt: view.OptTime(e.RemovedAt),
+		DisabledAt: view.OptTime(e.DisabledAt), DisabledReason: view.OptString(e.DisabledReason), EnabledAt: view.OptTime(e.EnabledAt),
+		Pending: e.Pending, OldestPendingS: int64(e.Oldest.Seconds())}
 }
 
 func (h *handlers) listEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -176,14 +223,93 @@ func (h *handlers) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// enableEndpoint resumes deliveries to an endpoint a 410 Gone disabled; what waited goes out now.
+// enableEndpoint resumes deliveries to an endpoint a 410 Gone disabled, or registers a removed one
+// again; what waited goes out with a fresh retry period.
 func (h *handlers) enableEndpoint(w http.ResponseWriter, r *http.Request) {
-	e, err := h.svc.EnableEndpoint(r.Context(), chi.URLParam(r, "name"))
+	name, ok := endpointName(w, r)
+	if !ok {
+		return
+	}
+	e, err := h.svc.EnableEndpoint(r.Context(), name)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toEndpointJSON(e))
+}
+
+// removeEndpoint stops queueing events for an endpoint, whatever the replicas' configurations say.
+func (h *handlers) removeEndpoint(w http.ResponseWriter, r *http.Request) {
+	name, ok := endpointName(w, r)
+	if !ok {
+		return
+	}
+	e, err := h.svc.RemoveEndpoint(r.Context(), name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toEndpointJSON(e))
+}
+
+type bulkRedeliverRequest struct {
+	State string `json:"state"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+}
+
+// redeliverEndpoint offers again, in bulk, an endpoint's dead deliveries (or its delivered ones, to a
+// receiver that lost them) of events created in [from, to).
+func (h *handlers) redeliverEndpoint(w http.ResponseWriter, r *http.Request) {
+	name, ok := endpointName(w, r)
+	if !ok {
+		return
+	}
+	var req bulkRedeliverRequest
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	state, from, to := invoice.DeliveryDead, time.Time{}, time.Now().Add(time.Hour)
+	var errs []invoice.FieldError
+	if req.State != "" {
+		if s, ok := invoice.ParseDeliveryState(req.State); ok && s != invoice.DeliveryPending {
+			state = s
+		} else {
+			errs = append(errs, invoice.FieldError{Field: "state", Message: `must be "dead" or "delivered"`})
+		}
+	}
+	for _, t := range []struct {
+		field, value string
+		into         *time.Time
+	}{{"from", req.From, &from}, {"to", req.To, &to}} {
+		if t.value == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.value)
+		if err != nil {
+			errs = append(errs, invoice.FieldError{Field: t.field, Message: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"})
+			continue
+		}
+		*t.into = v
+	}
+	if len(errs) == 0 && !from.Before(to) {
+		errs = append(errs, invoice.FieldError{Field: "to", Message: "must be after from"})
+	}
+	if len(errs) > 0 {
+		writeError(w, r, invalid(errs...))
+		return
+	}
+	n, err := h.svc.RedeliverAll(r.Context(), name, state, from, to)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Endpoint    string `json:"endpoint"`
+		State       string `json:"state"`
+		Redelivered int    `json:"redelivered"`
+	}{name, string(state), n})
 }
 
 type cancelRequest struct {

@@ -159,11 +159,11 @@ func parseListFilter(raw string) (invoice.ListFilter, error) {
 		switch v := vals[0]; key {
 		case "status":
 			if f.Status, ok = invoice.ParseStatus(v); !ok {
-				return &invoice.FieldError{Field: key, Message: "must be one of creating, pending, paid, expired, failed"}
+				return &invoice.FieldError{Field: key, Message: oneOf(invoice.Statuses)}
 			}
 		case "channel":
 			if f.Channel, ok = invoice.ParseChannel(v); !ok {
-				return &invoice.FieldError{Field: key, Message: `must be "alfa" or "indomaret"`}
+				return &invoice.FieldError{Field: key, Message: oneOf(invoice.Channels)}
 			}
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
+	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/metrics"
 )
 
@@ -115,14 +117,17 @@ func logAbout(r *http.Request, number string) {
 }
 
 // APIKey is an accepted bearer key: the name it is known by (recorded when it resolves an attention
-// item) and the SHA-256 of the key, which is all the service keeps of it.
+// item), the SHA-256 of the key, which is all the service keeps of it, and the scopes it has.
 type APIKey struct {
 	Name   string
 	Digest [32]byte
+	Scopes []string
 }
 
-// KeyFor is the APIKey of a key given in clear.
-func KeyFor(name, key string) APIKey { return APIKey{Name: name, Digest: sha256.Sum256([]byte(key))} }
+// KeyFor is the APIKey of a key given in clear, with every scope.
+func KeyFor(name, key string) APIKey {
+	return APIKey{Name: name, Digest: sha256.Sum256([]byte(key)), Scopes: config.Scopes}
+}
 
 const keyNameKey ctxKey = iota + 1
 
@@ -132,31 +137,44 @@ func keyNameFrom(ctx context.Context) string {
 	return n
 }
 
-// bearerAuth admits requests carrying one of the API keys (keyFrom); the matching key's name goes
-// into the request's context.
-func bearerAuth(keys []APIKey) func(http.Handler) http.Handler {
+// authorize admits requests carrying one of the API keys (keyFrom) that has scope; the key's name goes
+// into the request's context. A valid key without the scope is 403: it is known, but not allowed this.
+func (h *handlers) authorize(scope string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			name, ok := keyFrom(r, keys)
+			key, ok := keyFrom(r, h.cfg.APIKeys)
 			if !ok {
 				writeError(w, r, errNoKey)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyNameKey, name)))
+			if !slices.Contains(key.Scopes, scope) {
+				writeError(w, r, refuse(http.StatusForbidden, codeForbidden, "the API key %q does not have the %s scope this route needs (API_KEY_SCOPES)", key.Name, scope))
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyNameKey, key.Name)))
 		})
 	}
 }
 
 var errNoKey = refuse(http.StatusUnauthorized, codeUnauthorized, "a valid API key is required: Authorization: Bearer <key>")
 
-// keyFrom is the name of the API key the request carries as a bearer token, if it carries one of
-// keys. Digests are compared in constant time, so neither a key's content nor its length leaks
-// through timing, and all are checked whichever matches, so several keys can be valid at once during
-// a rotation.
-func keyFrom(r *http.Request, keys []APIKey) (string, bool) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
-		return "", false
+// bearerToken is the token of an Authorization header of the Bearer scheme, whose name is
+// case-insensitive (RFC 9110 §11.1), or "".
+func bearerToken(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimLeft(token, " ")
+}
+
+// keyFrom is the API key the request carries as a bearer token, if it carries one of keys. Digests
+// are compared in constant time, so neither a key's content nor its length leaks through timing, and
+// all are checked whichever matches, so several keys can be valid at once during a rotation.
+func keyFrom(r *http.Request, keys []APIKey) (APIKey, bool) {
+	token := bearerToken(r)
+	if token == "" {
+		return APIKey{}, false
 	}
 	got := sha256.Sum256([]byte(token))
 	match, which := 0, 0
@@ -166,7 +184,7 @@ func keyFrom(r *http.Request, keys []APIKey) (string, bool) {
 		which = subtle.ConstantTimeSelect(eq, i, which)
 	}
 	if match != 1 {
-		return "", false
+		return APIKey{}, false
 	}
-	return keys[which].Name, true
+	return keys[which], true
 }

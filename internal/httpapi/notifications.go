@@ -85,7 +85,8 @@ func parseOutcomes(key string, vals []string) ([]invoice.Outcome, *invoice.Field
 			}
 			outcome, ok := invoice.ParseOutcome(o)
 			if !ok {
-				return nil, &invoice.FieldError{Field: key, Message: "unknown outcome " + strconv.Quote(o)}
+				return nil, &invoice.FieldError{Field: key, Message: strconv.Quote(o) + ` is not an outcome: each ` +
+					oneOf(append([]invoice.Outcome{"flagged"}, invoice.NotificationOutcomes...))[len("must be "):]}
 			}
 			out = append(out, outcome)
 		}

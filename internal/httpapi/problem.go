@@ -38,6 +38,7 @@ const (
 	codeStaleNotification   code = "stale_notification"
 	codeAlreadyResolved     code = "already_resolved"
 	codeNotCancellable      code = "not_cancellable"
+	codeCursorExpired       code = "cursor_expired"
 	codeInternal            code = "internal"
 )
 
@@ -45,7 +46,7 @@ const (
 var codes = []code{codeValidation, codeInvalidJSON, codeNotFound, codeInvoiceExists, codeUnauthorized, codeTooLarge,
 	codeUnsupportedType, codeDokuUnavailable, codeDokuRejected, codeUnavailable, codeNotIssued, codeBadSignature,
 	codeInvalidNotification, codeMethodNotAllowed, codeRequestInProgress, codeRateLimited, codeForbidden,
-	codeStaleNotification, codeAlreadyResolved, codeNotCancellable, codeInternal}
+	codeStaleNotification, codeAlreadyResolved, codeNotCancellable, codeCursorExpired, codeInternal}
 
 // domainProblems is the one table from the domain's errors to what a client sees.
 var domainProblems = []struct {
@@ -60,6 +61,7 @@ var domainProblems = []struct {
 	{invoice.ErrAlreadyResolved, http.StatusConflict, codeAlreadyResolved},
 	{invoice.ErrNotCancellable, http.StatusConflict, codeNotCancellable},
 	{invoice.ErrRateLimited, http.StatusTooManyRequests, codeRateLimited},
+	{invoice.ErrCursorExpired, http.StatusGone, codeCursorExpired},
 	{invoice.ErrDokuRejected, http.StatusBadGateway, codeDokuRejected},
 	{invoice.ErrDokuUnavailable, http.StatusServiceUnavailable, codeDokuUnavailable},
 	{invoice.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable},

@@ -66,3 +66,13 @@ func invoiceNumberParam(v string, into *string) *invoice.FieldError {
 	*into = v
 	return nil
 }
+
+// oneOf is the message for a value that is not in list: the list itself, from the domain's one list
+// of the values (the contract's enum is tested against the same list).
+func oneOf[T ~string](list []T) string {
+	quoted := make([]string, len(list))
+	for i, v := range list {
+		quoted[i] = strconv.Quote(string(v))
+	}
+	return "must be one of " + strings.Join(quoted, ", ")
+}

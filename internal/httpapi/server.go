@@ -8,7 +8,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -61,7 +60,7 @@ type handlers struct {
 	metrics       *metrics.Metrics
 	hub           *stream.Hub
 	closing       <-chan struct{}
-	openStreams   atomic.Int64
+	streams       streamSlots
 }
 
 // NewServer returns the service's HTTP handler.

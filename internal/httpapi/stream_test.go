@@ -57,28 +57,36 @@ func TestStreamSeesAPaymentAppliedByAnotherReplica(t *testing.T) {
 	tok := issueToken(t, s, "INV-LIVE", "")
 
 	st := apitest.OpenStream(t, s.URL+tok.StreamURL, nil)
-	var snapshot apitest.InvoiceView
-	if err := json.Unmarshal([]byte(next(t, st, "invoice", 5*time.Second).Data), &snapshot); err != nil || snapshot.Status != "pending" {
+	var snapshot apitest.PublishedView
+	if err := json.Unmarshal([]byte(next(t, st, "invoice.snapshot", 5*time.Second).Data), &snapshot); err != nil || snapshot.Data.Invoice.Status != "pending" {
 		t.Fatalf("the stream starts with the invoice: %v %v", snapshot, err)
 	}
+	// The merchant's own view of the same invoice, with an API key: every event.
+	full := apitest.OpenStream(t, s.URL+"/v1/invoices/INV-LIVE/stream", http.Header{"Authorization": {"Bearer " + apitest.APIKey}})
+	next(t, full, "invoice.snapshot", 5*time.Second)
 
 	start := time.Now()
 	if r := b.Notify(apitest.NotificationBody("INV-LIVE", "alfa", inv.Code(t), inv.Amount, "TRX-LIVE-1"), "req-live-1"); r.Status != http.StatusOK {
 		t.Fatalf("notification to replica B: HTTP %d %s", r.Status, r.Body)
 	}
-	next(t, st, "payment.recorded", time.Second)
+	// The customer's page sees the status change (not the payment's details)...
 	paid := next(t, st, "invoice.paid", time.Second)
 	t.Logf("replica A's stream saw replica B's payment %s after the notification was answered", time.Since(start))
 	var ev apitest.PublishedView
 	if err := json.Unmarshal([]byte(paid.Data), &ev); err != nil || ev.ID != paid.ID || ev.Data.Invoice.Status != "paid" {
 		t.Fatalf("paid event: %v %v", ev, err)
 	}
+	// ...the merchant's stream every event.
+	next(t, full, "payment.recorded", time.Second)
+	next(t, full, "invoice.paid", time.Second)
+	full.Close()
 	st.Close()
 
 	// While the page is away: a mismatched notification raises an attention item.
 	b.Notify(apitest.NotificationBody("INV-LIVE", "alfa", inv.Code(t), inv.Amount+1, "TRX-LIVE-2"), "req-live-2")
-	again := apitest.OpenStream(t, s.URL+tok.StreamURL, http.Header{"Last-Event-ID": {paid.ID}})
-	next(t, again, "invoice", 5*time.Second)
+	again := apitest.OpenStream(t, s.URL+"/v1/invoices/INV-LIVE/stream", http.Header{"Last-Event-ID": {paid.ID},
+		"Authorization": {"Bearer " + apitest.APIKey}})
+	next(t, again, "invoice.snapshot", 5*time.Second)
 	missed := next(t, again, "attention.raised", 5*time.Second)
 	if err := json.Unmarshal([]byte(missed.Data), &ev); err != nil || ev.Data.Attention == nil || ev.Data.Attention.Reason != "amount_mismatch" {
 		t.Errorf("missed event: %s", missed.Data)
@@ -134,7 +142,7 @@ func TestStreamTokenIsScopedAndExpires(t *testing.T) {
 	}
 
 	st := apitest.OpenStream(t, s.URL+tok.StreamURL, nil)
-	next(t, st, "invoice", 5*time.Second)
+	next(t, st, "invoice.snapshot", 5*time.Second)
 	if !st.Ended(3 * time.Second) {
 		t.Error("the stream outlived its token")
 	}
@@ -143,7 +151,7 @@ func TestStreamTokenIsScopedAndExpires(t *testing.T) {
 	}
 	// An API key opens any invoice's stream.
 	withKey := apitest.OpenStream(t, s.URL+"/v1/invoices/INV-TOK-B/stream", http.Header{"Authorization": {"Bearer " + apitest.APIKey}})
-	next(t, withKey, "invoice", 5*time.Second)
+	next(t, withKey, "invoice.snapshot", 5*time.Second)
 	if r := s.Send(apitest.Request{Method: http.MethodGet, Path: "/v1/invoices/INV-TOK-B/stream", Key: "wrong-key-0123456789"}); r.Status != http.StatusUnauthorized {
 		t.Errorf("a wrong API key: HTTP %d", r.Status)
 	}
@@ -159,7 +167,7 @@ func TestStreamLimitsHeartbeatsAndShutdown(t *testing.T) {
 	s.Create(apitest.NewInvoice("INV-HB", "alfa"))
 	auth := http.Header{"Authorization": {"Bearer " + apitest.APIKey}}
 	st := apitest.OpenStream(t, s.URL+"/v1/invoices/INV-HB/stream", auth)
-	next(t, st, "invoice", 5*time.Second)
+	next(t, st, "invoice.snapshot", 5*time.Second)
 	if r := s.GET("/v1/invoices/INV-HB/stream"); r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 		t.Errorf("a stream past STREAM_MAX_CONNECTIONS: HTTP %d %s", r.Status, r.Body)
 	}

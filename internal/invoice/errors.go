@@ -27,6 +27,8 @@ var (
 	ErrDokuRejected = errors.New("DOKU refused the request")
 	// ErrDokuUnavailable: DOKU's answer is unknown or temporary; retry the same request.
 	ErrDokuUnavailable = errors.New("DOKU did not answer")
+	// ErrCursorExpired: what came after a cursor is no longer kept (retention); start again.
+	ErrCursorExpired = errors.New("the cursor points before data that has been purged")
 	// ErrUnavailable: the database cannot be reached; nothing was changed, retry.
 	ErrUnavailable = errors.New("the database is unavailable")
 )

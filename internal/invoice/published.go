@@ -1,16 +1,20 @@
 package invoice
 
 import (
+	"cmp"
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
 // Published is an event as the outbox keeps it: what a change told the merchant's systems, with its
 // deliveries to each webhook endpoint.
 type Published struct {
-	// Seq orders the events (the feed, and each invoice's events); ID is the public, stable id.
+	// Seq orders each invoice's events; the feed is ordered by Xid, the id of the transaction that
+	// wrote the event, then Seq (postgres.ListEvents says why). ID is the public, stable id.
 	Seq           int64
+	Xid           int64
 	ID            string
 	Type          ChangeType
 	InvoiceNumber string // "" for an attention item without an invoice of ours
@@ -31,6 +35,9 @@ const (
 
 // DeliveryStates lists every state.
 var DeliveryStates = []DeliveryState{DeliveryPending, DeliveryDelivered, DeliveryDead}
+
+// ParseDeliveryState reads a state, reporting whether it is one.
+func ParseDeliveryState(s string) (DeliveryState, bool) { return parse(DeliveryStates, s) }
 
 // Delivery is one event's delivery to one endpoint, with every attempt made.
 type Delivery struct {
@@ -54,30 +61,105 @@ type Attempt struct {
 type EventFilter struct {
 	Type          ChangeType
 	InvoiceNumber string
+	// DeliveryState keeps the events with a delivery in that state (to Endpoint, when set); Endpoint
+	// alone keeps the events queued for that endpoint.
+	DeliveryState DeliveryState
+	Endpoint      string
 	Limit         int
 	// After is the cursor of the last event already seen ("" for the start).
 	After string
 }
 
-// Endpoint is a receiver of signed webhooks.
+// Endpoint is a receiver of signed webhooks. Which endpoints events are queued for is a registry in
+// the database, the merchant's to change: a replica registers the endpoints its configuration names
+// and never deactivates another's, and only the API removes one. A replica delivers to the endpoints it
+// has a configuration (URL and secrets) for.
 type Endpoint struct {
 	Name string
 	URL  string
-	// Secret is the signing key (the bytes behind whsec_…).
-	Secret []byte
-	// Active is false for an endpoint no longer configured; DisabledAt is set when it answered 410
-	// Gone. Neither receives events until enabled again.
+	// Secrets are the signing keys (the bytes behind each whsec_…). Every delivery carries a signature
+	// by each, so a receiver that verifies with either the old or the new one accepts it while a secret
+	// is being rotated.
+	Secrets [][]byte
+	// Active is false once the endpoint was removed (RemovedAt): no event is queued for it since.
+	// DisabledAt is set when it answered 410 Gone: events are queued and wait until it is enabled
+	// again (EnabledAt: the retry period of what waited restarts then).
 	Active         bool
+	RemovedAt      *time.Time
 	DisabledAt     *time.Time
 	DisabledReason string
+	EnabledAt      *time.Time
+	// Pending and Oldest are its backlog: deliveries not yet acknowledged, and how long the oldest has
+	// waited (filled in by the listings that say so).
+	Pending int
+	Oldest  time.Duration
+}
+
+// EndpointDisagreement is one way a replica's configuration and the registry differ about an
+// endpoint. Replicas that disagree keep delivering every registered endpoint they can; the
+// disagreement is for a person to settle (a pod with an old or broken configuration).
+type EndpointDisagreement struct {
+	Endpoint string
+	Kind     DisagreementKind
+}
+
+// DisagreementKind says how a configuration and the registry differ.
+type DisagreementKind string
+
+const (
+	// NotConfiguredHere: registered, but this replica has no URL and secret for it, so it leaves the
+	// endpoint's deliveries to the replicas that have.
+	NotConfiguredHere DisagreementKind = "not_configured_here"
+	// ConfiguredButRemoved: this replica's configuration names an endpoint removed through the API; it
+	// is not brought back by a configuration (POST /v1/webhook-endpoints/{name}/enable does that).
+	ConfiguredButRemoved DisagreementKind = "removed"
+	// URLDiffers: the URL registered last is not this replica's (a rollout changing it, half done).
+	URLDiffers DisagreementKind = "url_differs"
+	// NotRegistered: configured here and not registered yet (registration failed or is pending).
+	NotRegistered DisagreementKind = "not_registered"
+)
+
+// DisagreementKinds lists every kind, for the metric's series.
+var DisagreementKinds = []DisagreementKind{NotConfiguredHere, ConfiguredButRemoved, URLDiffers, NotRegistered}
+
+// CompareEndpoints is every way configured (this replica's) and registered (the registry) disagree,
+// ordered by endpoint name.
+func CompareEndpoints(configured, registered []Endpoint) []EndpointDisagreement {
+	reg := make(map[string]Endpoint, len(registered))
+	for _, e := range registered {
+		reg[e.Name] = e
+	}
+	conf := make(map[string]bool, len(configured))
+	var out []EndpointDisagreement
+	for _, c := range configured {
+		conf[c.Name] = true
+		r, ok := reg[c.Name]
+		switch {
+		case !ok:
+			out = append(out, EndpointDisagreement{c.Name, NotRegistered})
+		case !r.Active:
+			out = append(out, EndpointDisagreement{c.Name, ConfiguredButRemoved})
+		case r.URL != c.URL:
+			out = append(out, EndpointDisagreement{c.Name, URLDiffers})
+		}
+	}
+	for _, r := range registered {
+		if r.Active && !conf[r.Name] {
+			out = append(out, EndpointDisagreement{r.Name, NotConfiguredHere})
+		}
+	}
+	slices.SortFunc(out, func(a, b EndpointDisagreement) int { return cmp.Compare(a.Endpoint, b.Endpoint) })
+	return out
 }
 
 // Job is a delivery a worker has claimed: the event and how many attempts were made before.
 type Job struct {
 	Event    Published
 	Endpoint string
-	Attempts int       // attempts before this one
-	QueuedAt time.Time // when the delivery was created: the retry period counts from it
+	Attempts int // attempts before this one
+	// QueuedAt is when the retry period started: the delivery's creation, or the endpoint's last
+	// enabling if that came later.
+	QueuedAt time.Time
 }
 
 // DeliveryPolicy is how long and how often an event is offered to an endpoint that does not

@@ -6,12 +6,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/merchant/o2o/internal/invoice"
 )
 
 // eventMetrics are the outgoing side: webhook deliveries, the backlog, and the status streams.
 type eventMetrics struct {
+	purged          *prometheus.CounterVec
 	deliveries      *prometheus.CounterVec
 	deliverySeconds *prometheus.HistogramVec
+	disagreements   *prometheus.GaugeVec
 	streams         atomic.Int64
 }
 
@@ -27,7 +31,18 @@ func (m *Metrics) registerEvents() {
 		Name: "o2o_webhook_delivery_duration_seconds", Help: "Latency of webhook POSTs, by endpoint.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"endpoint"})
-	m.Registry.MustRegister(m.events.deliveries, m.events.deliverySeconds,
+	m.events.disagreements = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "o2o_webhook_endpoint_config_disagreement",
+		Help: "1 while this replica's configuration and the endpoint registry disagree about an endpoint (the series goes away once settled), by kind (not_configured_here: registered, but this replica cannot deliver to it; removed: configured here, removed through the API; url_differs; not_registered).",
+	}, []string{"endpoint", "kind"})
+	m.events.purged = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "o2o_purged_rows_total",
+		Help: "Rows the purge removed (or, for notifications, whose raw body it thinned to its digest), by table.",
+	}, []string{"table"})
+	for _, t := range []string{"webhook_deliveries", "webhook_attempts", "events", "notifications"} {
+		m.events.purged.WithLabelValues(t)
+	}
+	m.Registry.MustRegister(m.events.purged, m.events.deliveries, m.events.deliverySeconds, m.events.disagreements,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "o2o_streams_open", Help: "Status streams open on this replica."},
 			func() float64 { return float64(m.events.streams.Load()) }))
 }
@@ -67,34 +82,104 @@ func (m *Metrics) StreamClosed() {
 
 var (
 	eventsPendingDesc = prometheus.NewDesc("o2o_events_pending",
-		"Webhook deliveries not yet acknowledged, to enabled endpoints (the same on every replica).", nil, nil)
+		"Webhook deliveries not yet acknowledged, by registered endpoint, disabled ones included (the same on every replica).", []string{"endpoint"}, nil)
 	eventsOldestDesc = prometheus.NewDesc("o2o_events_oldest_undelivered_seconds",
-		"Age of the oldest webhook delivery not yet acknowledged, to an enabled endpoint (0 when none).", nil, nil)
+		"Age of the oldest webhook delivery not yet acknowledged, by registered endpoint (0 when none).", []string{"endpoint"}, nil)
+	endpointDisabledDesc = prometheus.NewDesc("o2o_webhook_endpoint_disabled",
+		"1 when a registered endpoint is disabled (it answered 410 Gone): its events wait until it is enabled again.", []string{"endpoint"}, nil)
+	feedLagDesc = prometheus.NewDesc("o2o_events_feed_lag_seconds",
+		"Age of the oldest event committed but not yet shown by the feed (GET /v1/events), held back by an older transaction of this database still running; 0 when the feed shows everything.", nil, nil)
 )
 
-// WatchDeliveries reports the delivery backlog, read from the database at each scrape with backlog; a
-// scrape that cannot read it reports nothing rather than a stale figure.
-func (m *Metrics) WatchDeliveries(backlog func(ctx context.Context) (int, time.Duration, error)) {
+// WatchDeliveries reports the delivery backlog of every registered endpoint and the feed's lag, read
+// from the database at each scrape; a scrape that cannot read them reports nothing rather than a
+// stale figure.
+func (m *Metrics) WatchDeliveries(backlog func(ctx context.Context) ([]invoice.Endpoint, error), lag func(ctx context.Context) (time.Duration, error)) {
 	if m == nil {
 		return
 	}
-	m.Registry.MustRegister(backlogCollector(backlog))
+	m.Registry.MustRegister(&backlogCollector{backlog: backlog, lag: lag})
 }
 
-type backlogCollector func(ctx context.Context) (int, time.Duration, error)
-
-func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- eventsPendingDesc
-	ch <- eventsOldestDesc
+type backlogCollector struct {
+	backlog func(ctx context.Context) ([]invoice.Endpoint, error)
+	lag     func(ctx context.Context) (time.Duration, error)
 }
 
-func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{eventsPendingDesc, eventsOldestDesc, endpointDisabledDesc, feedLagDesc} {
+		ch <- d
+	}
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	n, oldest, err := c(ctx)
+	if eps, err := c.backlog(ctx); err == nil {
+		for _, e := range eps {
+			disabled := 0.0
+			if e.DisabledAt != nil {
+				disabled = 1
+			}
+			ch <- prometheus.MustNewConstMetric(eventsPendingDesc, prometheus.GaugeValue, float64(e.Pending), e.Name)
+			ch <- prometheus.MustNewConstMetric(eventsOldestDesc, prometheus.GaugeValue, e.Oldest.Seconds(), e.Name)
+			ch <- prometheus.MustNewConstMetric(endpointDisabledDesc, prometheus.GaugeValue, disabled, e.Name)
+		}
+	}
+	if lag, err := c.lag(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(feedLagDesc, prometheus.GaugeValue, lag.Seconds())
+	}
+}
+
+// EndpointDisagreements sets, for this replica, the ways its configuration and the endpoint registry
+// disagree: one series per endpoint and kind, 1 while it lasts; a settled one goes away.
+func (m *Metrics) EndpointDisagreements(ds []invoice.EndpointDisagreement) {
+	if m == nil {
+		return
+	}
+	m.events.disagreements.Reset()
+	for _, d := range ds {
+		m.events.disagreements.WithLabelValues(d.Endpoint, string(d.Kind)).Set(1)
+	}
+}
+
+// Purged counts rows the purge removed or thinned in table.
+func (m *Metrics) Purged(table string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.events.purged.WithLabelValues(table).Add(float64(n))
+}
+
+var (
+	tableBytesDesc = prometheus.NewDesc("o2o_table_size_bytes", "Size on disk of each table that grows with traffic, indexes and TOAST included.", []string{"table"}, nil)
+	tableRowsDesc  = prometheus.NewDesc("o2o_table_rows_estimate", "Rows of each table that grows with traffic, as the planner estimates them (after ANALYZE).", []string{"table"}, nil)
+)
+
+// WatchTables reports the size of the tables that grow with traffic, read at each scrape.
+func (m *Metrics) WatchTables(sizes func(ctx context.Context) ([]invoice.TableSize, error)) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(tableCollector(sizes))
+}
+
+type tableCollector func(ctx context.Context) ([]invoice.TableSize, error)
+
+func (c tableCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tableBytesDesc
+	ch <- tableRowsDesc
+}
+
+func (c tableCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	sizes, err := c(ctx)
 	if err != nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(eventsPendingDesc, prometheus.GaugeValue, float64(n))
-	ch <- prometheus.MustNewConstMetric(eventsOldestDesc, prometheus.GaugeValue, oldest.Seconds())
+	for _, t := range sizes {
+		ch <- prometheus.MustNewConstMetric(tableBytesDesc, prometheus.GaugeValue, float64(t.Bytes), t.Table)
+		ch <- prometheus.MustNewConstMetric(tableRowsDesc, prometheus.GaugeValue, float64(t.Rows), t.Table)
+	}
 }

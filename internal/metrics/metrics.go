@@ -91,6 +91,7 @@ func New(pool *pgxpool.Pool) *Metrics {
 var WorkerResults = map[string][]string{
 	"resumer":    {"finished", "failed", "gave_up"},
 	"reconciler": {"paid", "expired", "unchanged", "mismatch", "doku_rejected", "doku_unavailable", "doku_other_status", "store_failed"},
+	"purge":      {},
 }
 
 // WatchAttention reports the open attention items by reason, read from the database at each scrape

@@ -3,8 +3,11 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +25,7 @@ type eventRow struct {
 	CreatedAt     time.Time     `db:"created_at"`
 	Data          []byte        `db:"data"`
 	Deliveries    []deliveryRow `db:"deliveries"`
+	Xid           int64         `db:"xid"`
 }
 
 type deliveryRow struct {
@@ -41,7 +45,7 @@ type attemptRow struct {
 }
 
 // eventColumns reads an event (table alias e) with its deliveries, for eventRow.
-const eventColumns = `e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data,
+const eventColumns = `e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data, e.xid::text::bigint AS xid,
 	coalesce((SELECT json_agg(json_build_object('endpoint', d.endpoint, 'state', d.state, 'attempts', d.attempts,
 		'next_attempt_at', d.next_attempt_at, 'finished_at', d.finished_at,
 		'tries', coalesce((SELECT json_agg(json_build_object('at', a.at, 'status', a.status, 'latency_ms', a.latency_ms,
@@ -50,7 +54,7 @@ const eventColumns = `e.seq, e.id, e.type, e.invoice_number, e.created_at, e.dat
 
 func (r *eventRow) toPublished() *invoice.Published {
 	p := &invoice.Published{Seq: r.Seq, ID: r.ID, Type: invoice.ChangeType(r.Type), InvoiceNumber: r.InvoiceNumber,
-		CreatedAt: r.CreatedAt.UTC(), Data: r.Data}
+		CreatedAt: r.CreatedAt.UTC(), Data: r.Data, Xid: r.Xid}
 	for _, d := range r.Deliveries {
 		del := invoice.Delivery{Endpoint: d.Endpoint, State: invoice.DeliveryState(d.State), Attempts: d.Attempts,
 			NextAttemptAt: d.NextAttemptAt.UTC(), FinishedAt: d.FinishedAt}
@@ -80,25 +84,67 @@ func collectEvents(rows pgx.Rows, err error) ([]*invoice.Published, error) {
 	return evs, classify(err)
 }
 
-// ListEvents returns events oldest first, filtered, and the cursor to continue after them (the given
-// one when there are none yet). Sequence numbers are taken before commit, so an event with a smaller
-// one may commit after one with a larger one is visible; listing the larger then would make a reader
-// that continues after it skip the smaller forever. So the whole feed lists only events whose
-// transaction is older than every transaction still running — it lags by the longest transaction in
-// flight, milliseconds. One invoice's events need no such wait: they are written under the invoice's
-// row lock, one transaction after the other.
+// The feed's order and its proof. Every event records the id of the transaction that wrote it (xid);
+// the feed lists events by (xid, seq) and shows only those whose xid is below a horizon: the smallest
+// id of a transaction of this database still running when the reading statement took its snapshot
+// (or, with none running, the first id not yet assigned). PostgreSQL assigns transaction ids in
+// increasing order and a transaction's events carry its own id, so once every transaction below the
+// horizon has ended, no event with a smaller xid can ever appear: the set the feed shows is exactly
+// "all events with xid < horizon", and the horizon never moves back (a later snapshot's oldest running
+// transaction is at least as new). A reader that has read up to (xid, seq) in one set finds every event
+// added later at a larger (xid, seq): it never skips one and never sees one twice. Sequence numbers
+// alone would not do: they are drawn when a transaction inserts its event, which may be after a newer
+// transaction already committed a larger one.
+//
+// Transactions of other databases on the same server cannot write these events, so they are left out
+// of the horizon (a transaction id positively seen running in another database, in pg_stat_activity or
+// pg_prepared_xacts, is not ours; one that ended meanwhile is counted, which only delays). One
+// invoice's events keep their order in the feed too: each change takes its invoice's row lock as its
+// first write (lockedTx), and PostgreSQL assigns a row locker its id once it holds the lock, so a
+// later change of the same invoice has a larger xid (TestWaitingForARowLockTakesNoTransactionID).
+const feedHorizon = `
+	SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) AS xid
+	FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+	WHERE NOT EXISTS (
+		SELECT 1 FROM pg_stat_activity a
+		WHERE a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)
+	  AND NOT EXISTS (
+		SELECT 1 FROM pg_prepared_xacts p
+		WHERE p.database <> current_database() AND p.transaction::text::bigint = x::text::bigint % 4294967296)`
+
+// ListEvents returns events in feed order, filtered, the cursor to continue after them (the given
+// one when there are none yet), and whether more are visible already. A cursor from before events
+// were purged (Purge) is invoice.ErrCursorExpired: continuing after it would skip them silently.
 func (s *Store) ListEvents(ctx context.Context, f invoice.EventFilter) ([]*invoice.Published, string, bool, error) {
-	after, err := afterCursor(f.After)
+	after, err := s.feedPosition(ctx, f.After)
 	if err != nil {
 		return nil, "", false, err
 	}
+	// Each filter is its own statement text, so each gets a plan that uses its index: a generic plan of
+	// "(@x = '' OR col = @x)" cannot.
+	where := []string{"e.xid < h.xid", "(e.xid, e.seq) > (@after_xid::bigint::text::xid8, @after_seq::bigint)"}
+	args := pgx.NamedArgs{"after_xid": after.xid, "after_seq": after.seq, "limit": f.Limit + 1}
+	if f.Type != "" {
+		where, args["type"] = append(where, "e.type = @type"), string(f.Type)
+	}
+	if f.InvoiceNumber != "" {
+		where, args["invoice_number"] = append(where, "e.invoice_number = @invoice_number"), f.InvoiceNumber
+	}
+	if f.DeliveryState != "" {
+		cond := "d.state = @delivery_state"
+		if f.Endpoint != "" {
+			cond, args["endpoint"] = cond+" AND d.endpoint = @endpoint", f.Endpoint
+		}
+		where, args["delivery_state"] = append(where, "e.seq IN (SELECT d.event_seq FROM webhook_deliveries d WHERE "+cond+")"), string(f.DeliveryState)
+	} else if f.Endpoint != "" {
+		where, args["endpoint"] = append(where, "e.seq IN (SELECT d.event_seq FROM webhook_deliveries d WHERE d.endpoint = @endpoint)"), f.Endpoint
+	}
 	evs, err := collectEvents(s.pool.Query(ctx, `
-		SELECT `+eventColumns+` FROM events e
-		WHERE (@after::bigint IS NULL OR e.seq > @after) AND (@type = '' OR e.type = @type)
-		  AND (@invoice_number = '' OR e.invoice_number = @invoice_number)
-		  AND (@invoice_number <> '' OR e.xid < pg_snapshot_xmin(pg_current_snapshot()))
-		ORDER BY e.seq LIMIT @limit`,
-		pgx.NamedArgs{"after": after, "type": string(f.Type), "invoice_number": f.InvoiceNumber, "limit": f.Limit + 1}))
+		WITH h AS (`+feedHorizon+`)
+		SELECT `+eventColumns+` FROM events e, h
+		WHERE `+strings.Join(where, " AND ")+`
+		ORDER BY e.xid, e.seq LIMIT @limit`, args))
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -108,9 +154,80 @@ func (s *Store) ListEvents(ctx context.Context, f invoice.EventFilter) ([]*invoi
 	}
 	next := f.After
 	if len(evs) > 0 {
-		next = encodeCursor(evs[len(evs)-1].Seq)
+		last := evs[len(evs)-1]
+		next = feedCursor{xid: last.Xid, seq: last.Seq}.String()
 	}
 	return evs, next, more, nil
+}
+
+// feedCursor is a position in the feed: after the event (xid, seq).
+type feedCursor struct {
+	xid int64
+	seq int64
+}
+
+const feedCursorPrefix = "ev:"
+
+func (c feedCursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(feedCursorPrefix + strconv.FormatInt(c.xid, 10) + ":" + strconv.FormatInt(c.seq, 10)))
+}
+
+var errBadFeedCursor = invoice.Invalid("after", "is not a cursor this feed returned (pass next_cursor back as it is)")
+
+// feedPosition reads a cursor the feed returned. A cursor of the feed's first version (a sequence
+// number alone) is read as the position of its event; once that event is purged it has expired.
+func (s *Store) feedPosition(ctx context.Context, c string) (feedCursor, error) {
+	if c == "" {
+		return feedCursor{}, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return feedCursor{}, errBadFeedCursor
+	}
+	var pos feedCursor
+	if rest, ok := strings.CutPrefix(string(raw), feedCursorPrefix); ok {
+		x, q, _ := strings.Cut(rest, ":")
+		var errX, errQ error
+		pos.xid, errX = strconv.ParseInt(x, 10, 64)
+		pos.seq, errQ = strconv.ParseInt(q, 10, 64)
+		if errX != nil || errQ != nil || pos.xid <= 0 || pos.seq <= 0 {
+			return feedCursor{}, errBadFeedCursor
+		}
+	} else {
+		seq, err := decodeCursor(c)
+		if err != nil {
+			return feedCursor{}, errBadFeedCursor
+		}
+		err = s.pool.QueryRow(ctx, `SELECT xid::text::bigint FROM events WHERE seq = $1`, seq).Scan(&pos.xid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return feedCursor{}, invoice.Errorf(invoice.ErrCursorExpired, "the event this cursor points after has been purged")
+		}
+		if err != nil {
+			return feedCursor{}, classify(err)
+		}
+		pos.seq = seq
+	}
+	var purged bool
+	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM purge_marks WHERE name = 'events' AND (xid, seq) > ($1::bigint::text::xid8, $2::bigint))`,
+		pos.xid, pos.seq).Scan(&purged)
+	if err != nil {
+		return feedCursor{}, classify(err)
+	}
+	if purged {
+		return feedCursor{}, invoice.Errorf(invoice.ErrCursorExpired,
+			"events after this cursor were purged (EVENTS_RETENTION): start again without a cursor, from the oldest event kept")
+	}
+	return pos, nil
+}
+
+// FeedLag is how far the feed trails what is committed: the age of the oldest event committed but not
+// yet shown, because a transaction older than it is still running (0 when the feed shows everything).
+func (s *Store) FeedLag(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	err := s.pool.QueryRow(ctx, `
+		WITH h AS (`+feedHorizon+`)
+		SELECT coalesce(extract(epoch FROM now() - min(e.created_at)), 0) FROM events e, h WHERE e.xid >= h.xid`).Scan(&secs)
+	return time.Duration(max(secs, 0) * float64(time.Second)), classify(err)
 }
 
 // GetEvent returns one event with its deliveries, or invoice.ErrNotFound.
@@ -140,7 +257,7 @@ func (s *Store) InvoiceEvents(ctx context.Context, number, after string) ([]*inv
 		}
 	}
 	return collectEvents(s.pool.Query(ctx, `
-		SELECT e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data, '[]'::json AS deliveries
+		SELECT e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data, e.xid::text::bigint AS xid, '[]'::json AS deliveries
 		FROM events e WHERE e.invoice_number = $1 AND e.seq > $2 ORDER BY e.seq`, number, from))
 }
 
@@ -170,82 +287,30 @@ func (s *Store) Redeliver(ctx context.Context, id, endpoint string) (*invoice.Pu
 	return ev, nil
 }
 
-// SyncEndpoints makes eps the active endpoints: new ones are added, changed URLs updated (a new URL
-// is a new receiver: a 410 from the old one no longer disables it), and endpoints no longer
-// configured made inactive — their deliveries wait, should they come back.
-func (s *Store) SyncEndpoints(ctx context.Context, eps []invoice.Endpoint) error {
-	names, urls := make([]string, len(eps)), make([]string, len(eps))
-	for i, e := range eps {
-		names[i], urls[i] = e.Name, e.URL
-	}
-	_, err := s.pool.Exec(ctx, `
-		WITH upsert AS (
-			INSERT INTO webhook_endpoints (name, url)
-			SELECT * FROM unnest(@names::text[], @urls::text[])
-			ON CONFLICT (name) DO UPDATE SET url = excluded.url, active = true, updated_at = now(),
-				disabled_at = CASE WHEN webhook_endpoints.url = excluded.url THEN webhook_endpoints.disabled_at END,
-				disabled_reason = CASE WHEN webhook_endpoints.url = excluded.url THEN webhook_endpoints.disabled_reason ELSE '' END)
-		UPDATE webhook_endpoints SET active = false, updated_at = now() WHERE active AND name <> ALL (@names::text[])`,
-		pgx.NamedArgs{"names": names, "urls": urls})
-	return classify(err)
-}
-
-// Endpoints lists every endpoint ever configured, with its state.
-func (s *Store) Endpoints(ctx context.Context) ([]invoice.Endpoint, error) {
-	rows, err := s.pool.Query(ctx, `SELECT name, url, active, disabled_at, disabled_reason FROM webhook_endpoints ORDER BY name`)
-	if err != nil {
-		return nil, classify(err)
-	}
-	eps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoice.Endpoint, error) {
-		var e invoice.Endpoint
-		err := r.Scan(&e.Name, &e.URL, &e.Active, &e.DisabledAt, &e.DisabledReason)
-		return e, err
-	})
-	return eps, classify(err)
-}
-
-// DisableEndpoint stops deliveries to an endpoint (reason says why); EnableEndpoint resumes them.
-func (s *Store) DisableEndpoint(ctx context.Context, name, reason string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $2, updated_at = now()
-		WHERE name = $1 AND disabled_at IS NULL`, name, reason)
-	return classify(err)
-}
-
-// EnableEndpoint resumes deliveries to a disabled endpoint: what waited is delivered now.
-func (s *Store) EnableEndpoint(ctx context.Context, name string) (invoice.Endpoint, error) {
-	var e invoice.Endpoint
-	err := s.pool.QueryRow(ctx, `
-		WITH ep AS (
-			UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = '', updated_at = now() WHERE name = $1
-			RETURNING name, url, active, disabled_at, disabled_reason),
-		due AS (
-			UPDATE webhook_deliveries SET next_attempt_at = now() WHERE endpoint = $1 AND state = 'pending')
-		SELECT * FROM ep`, name).Scan(&e.Name, &e.URL, &e.Active, &e.DisabledAt, &e.DisabledReason)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return e, invoice.Errorf(invoice.ErrNotFound, "no webhook endpoint is named %q", name)
-	}
-	return e, classify(err)
-}
-
 // ClaimDeliveries hands out up to limit due deliveries to endpoint, those due first, each held for
 // lease (its next attempt moved ahead) so that no other replica sends it meanwhile; no transaction
 // stays open while they are sent. An invoice's events go one at a time, in order: a delivery waits
-// while an earlier one of its invoice is pending. A disabled or inactive endpoint gets none.
+// while an earlier one of its invoice is pending. A disabled or removed endpoint gets none. A job's
+// retry period counts from its delivery's creation or the endpoint's last enabling, whichever is
+// later.
 func (s *Store) ClaimDeliveries(ctx context.Context, endpoint string, limit int, lease time.Duration) ([]invoice.Job, error) {
 	rows, err := s.pool.Query(ctx, `
-		WITH due AS (
+		WITH ep AS (
+			SELECT enabled_at FROM webhook_endpoints WHERE name = @endpoint AND active AND disabled_at IS NULL),
+		due AS (
 			SELECT d.event_seq FROM webhook_deliveries d
 			WHERE d.endpoint = @endpoint AND d.state = 'pending' AND d.next_attempt_at <= now()
-			  AND EXISTS (SELECT 1 FROM webhook_endpoints ep WHERE ep.name = @endpoint AND ep.active AND ep.disabled_at IS NULL)
+			  AND EXISTS (SELECT 1 FROM ep)
 			  AND (d.invoice_number = '' OR NOT EXISTS (
 				SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.invoice_number = d.invoice_number
 				  AND p.state = 'pending' AND p.event_seq < d.event_seq))
 			ORDER BY d.next_attempt_at, d.event_seq LIMIT @limit
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries d SET next_attempt_at = now() + @lease * interval '1 microsecond'
-		FROM due JOIN events e ON e.seq = due.event_seq
+		FROM due JOIN events e ON e.seq = due.event_seq CROSS JOIN ep
 		WHERE d.event_seq = due.event_seq AND d.endpoint = @endpoint
-		RETURNING e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data, d.attempts, d.created_at`,
+		RETURNING e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data, d.attempts,
+			greatest(d.created_at, ep.enabled_at)`,
 		pgx.NamedArgs{"endpoint": endpoint, "limit": limit, "lease": lease.Microseconds()})
 	if err != nil {
 		return nil, classify(err)
@@ -292,18 +357,6 @@ func (s *Store) FinishAttempt(ctx context.Context, job invoice.Job, a invoice.At
 	return classify(err)
 }
 
-// DeliveryBacklog is how many deliveries are pending to active, enabled endpoints, and how long the
-// oldest has waited.
-func (s *Store) DeliveryBacklog(ctx context.Context) (int, time.Duration, error) {
-	var n int
-	var oldest float64
-	err := s.pool.QueryRow(ctx, `
-		SELECT count(*), coalesce(extract(epoch FROM now() - min(d.created_at)), 0)
-		FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.name = d.endpoint
-		WHERE d.state = 'pending' AND ep.active AND ep.disabled_at IS NULL`).Scan(&n, &oldest)
-	return n, time.Duration(oldest * float64(time.Second)), classify(err)
-}
-
 // CreateStreamToken keeps the digest of a new stream token for invoice number until ttl from now
 // (the database's clock), and clears tokens that expired more than keepExpired ago: no sweeper is
 // needed for a table that only grows with the tokens issued.
@@ -318,18 +371,33 @@ func (s *Store) CreateStreamToken(ctx context.Context, number string, digest []b
 	return expires.UTC(), classify(err)
 }
 
-// StreamTokenInvoice is the invoice number an unexpired stream token (by digest) was issued for, and
-// when it expires; invoice.ErrNotFound for an unknown or expired token.
-func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte) (string, time.Time, error) {
+// StreamTokenInvoice is the invoice number a stream token (by digest) was issued for, and until when
+// it admits: its expiry, or grace after its invoice became final, whichever is first. A reusable
+// code's paid invoice is not final (it may be paid again). invoice.ErrNotFound for a token that is
+// unknown, revoked or past that.
+func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte, grace time.Duration) (string, time.Time, error) {
 	var number string
-	var expires time.Time
+	var until time.Time
 	err := s.pool.QueryRow(ctx, `
-		SELECT i.invoice_number, t.expires_at FROM stream_tokens t JOIN invoices i ON i.id = t.invoice_id
-		WHERE t.digest = $1 AND t.expires_at > now()`, digest).Scan(&number, &expires)
+		SELECT number, until FROM (
+			SELECT i.invoice_number AS number, least(t.expires_at, CASE WHEN i.status IN ('expired', 'failed', 'cancelled')
+				OR (i.status = 'paid' AND NOT i.reusable) THEN i.updated_at + @grace * interval '1 microsecond' END) AS until
+			FROM stream_tokens t JOIN invoices i ON i.id = t.invoice_id
+			WHERE t.digest = @digest AND t.revoked_at IS NULL) tok
+		WHERE until > now()`,
+		pgx.NamedArgs{"digest": digest, "grace": grace.Microseconds()}).Scan(&number, &until)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", time.Time{}, invoice.Errorf(invoice.ErrNotFound, "unknown or expired stream token")
+		return "", time.Time{}, invoice.Errorf(invoice.ErrNotFound, "unknown, revoked or expired stream token")
 	}
-	return number, expires.UTC(), classify(err)
+	return number, until.UTC(), classify(err)
+}
+
+// RevokeStreamTokens revokes every token of invoice number and returns how many were still valid.
+func (s *Store) RevokeStreamTokens(ctx context.Context, number string) (int, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE stream_tokens t SET revoked_at = now() FROM invoices i
+		WHERE i.invoice_number = $1 AND t.invoice_id = i.id AND t.revoked_at IS NULL AND t.expires_at > now()`, number)
+	return int(tag.RowsAffected()), classify(err)
 }
 
 // WatchInvoice records that a status stream follows invoice number for d from now (the database's

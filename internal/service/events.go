@@ -43,19 +43,74 @@ func (s *Service) Redeliver(ctx context.Context, id, endpoint string) (*invoice.
 	return s.store.Redeliver(ctx, id, endpoint)
 }
 
-// Endpoints lists the webhook endpoints with their state.
+// redeliverBatch is how many deliveries one statement of a bulk redelivery offers again.
+const redeliverBatch = 1000
+
+// RedeliverAll offers again every one of endpoint's deliveries in state (dead, or delivered for a
+// receiver that lost what it had) whose events were created in [from, to), each with a fresh retry
+// period, in batches of short statements; it returns how many.
+func (s *Service) RedeliverAll(ctx context.Context, endpoint string, state invoice.DeliveryState, from, to time.Time) (int, error) {
+	if _, err := s.endpoint(ctx, endpoint); err != nil {
+		return 0, err
+	}
+	total := 0
+	for after := int64(0); ; {
+		n, last, err := s.store.RedeliverBatch(ctx, endpoint, state, from, to, after, redeliverBatch)
+		total += n
+		if err != nil || last == 0 {
+			return total, err
+		}
+		after = last
+	}
+}
+
+// endpoint is the registered endpoint name, or ErrNotFound.
+func (s *Service) endpoint(ctx context.Context, name string) (invoice.Endpoint, error) {
+	eps, err := s.store.Endpoints(ctx)
+	if err != nil {
+		return invoice.Endpoint{}, err
+	}
+	for _, e := range eps {
+		if e.Name == name {
+			return e, nil
+		}
+	}
+	return invoice.Endpoint{}, invoice.Errorf(invoice.ErrNotFound, "no webhook endpoint is named %q", name)
+}
+
+// FeedLag is how far the feed trails what is committed.
+func (s *Service) FeedLag(ctx context.Context) (time.Duration, error) { return s.store.FeedLag(ctx) }
+
+// Endpoints lists the webhook endpoints with their state and backlog.
 func (s *Service) Endpoints(ctx context.Context) ([]invoice.Endpoint, error) {
 	return s.store.Endpoints(ctx)
 }
 
-// EnableEndpoint resumes deliveries to an endpoint that had been disabled (by a 410 Gone).
+// EnableEndpoint resumes deliveries to an endpoint a 410 Gone disabled, or registers a removed one
+// again; what waited becomes due with a fresh retry period.
 func (s *Service) EnableEndpoint(ctx context.Context, name string) (invoice.Endpoint, error) {
 	return s.store.EnableEndpoint(ctx, name)
 }
 
-// SyncEndpoints makes the configured endpoints the ones events are queued for.
-func (s *Service) SyncEndpoints(ctx context.Context, eps []invoice.Endpoint) error {
-	return s.store.SyncEndpoints(ctx, eps)
+// RemoveEndpoint stops queueing events for an endpoint: the merchant's decision, which no
+// configuration undoes.
+func (s *Service) RemoveEndpoint(ctx context.Context, name string) (invoice.Endpoint, error) {
+	return s.store.RemoveEndpoint(ctx, name)
+}
+
+// RegisterEndpoints registers a replica's configured endpoints, so that every event from now on is
+// queued for them (whichever replica makes it).
+func (s *Service) RegisterEndpoints(ctx context.Context, eps []invoice.Endpoint) error {
+	return s.store.RegisterEndpoints(ctx, eps)
+}
+
+// EndpointDisagreements is how configured (this replica's endpoints) and the registry differ.
+func (s *Service) EndpointDisagreements(ctx context.Context, configured []invoice.Endpoint) ([]invoice.EndpointDisagreement, error) {
+	registered, err := s.store.Endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return invoice.CompareEndpoints(configured, registered), nil
 }
 
 // ClaimDeliveries hands a delivery worker up to limit due deliveries to endpoint, held for the
@@ -77,8 +132,9 @@ func (s *Service) FinishDelivery(ctx context.Context, job invoice.Job, a invoice
 	return state, s.store.FinishAttempt(ctx, job, a, state, next)
 }
 
-// DeliveryBacklog is how many deliveries wait, and how long the oldest has.
-func (s *Service) DeliveryBacklog(ctx context.Context) (int, time.Duration, error) {
+// DeliveryBacklog is every registered endpoint with how many deliveries wait and how long the
+// oldest has.
+func (s *Service) DeliveryBacklog(ctx context.Context) ([]invoice.Endpoint, error) {
 	return s.store.DeliveryBacklog(ctx)
 }
 
@@ -99,8 +155,7 @@ func (s *Service) IssueStreamToken(ctx context.Context, number string, ttl time.
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw) // never fails (crypto/rand)
 	token := streamTokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	digest := sha256.Sum256([]byte(token))
-	expires, err := s.store.CreateStreamToken(ctx, number, digest[:], ttl, keepExpiredTokens)
+	expires, err := s.store.CreateStreamToken(ctx, number, TokenDigest(token), ttl, keepExpiredTokens)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -113,12 +168,27 @@ func (s *Service) WatchInvoice(ctx context.Context, number string, d time.Durati
 	return s.store.WatchInvoice(ctx, number, d)
 }
 
-// StreamTokenInvoice is the invoice a stream token opens, and when it expires; invoice.ErrNotFound
-// for a token that is unknown, expired or not a stream token at all.
+// StreamTokenInvoice is the invoice a stream token opens, and until when: its expiry, or the end of
+// the grace after its invoice became final (paid, expired, failed, cancelled), whichever comes first.
+// invoice.ErrNotFound for a token that is unknown, revoked, past that, or not a stream token at all.
 func (s *Service) StreamTokenInvoice(ctx context.Context, token string) (string, time.Time, error) {
 	if !strings.HasPrefix(token, streamTokenPrefix) {
 		return "", time.Time{}, invoice.Errorf(invoice.ErrNotFound, "unknown or expired stream token")
 	}
-	digest := sha256.Sum256([]byte(token))
-	return s.store.StreamTokenInvoice(ctx, digest[:])
+	return s.store.StreamTokenInvoice(ctx, TokenDigest(token), s.cfg.CustomerAccessGrace)
+}
+
+// TokenDigest is what is kept of a stream token: its SHA-256.
+func TokenDigest(token string) []byte {
+	d := sha256.Sum256([]byte(token))
+	return d[:]
+}
+
+// RevokeStreamTokens revokes every stream token of an invoice (a page that must stop following it):
+// open streams opened with one end at their next heartbeat. It returns how many were still valid.
+func (s *Service) RevokeStreamTokens(ctx context.Context, number string) (int, error) {
+	if _, err := s.store.Get(ctx, number); err != nil {
+		return 0, err
+	}
+	return s.store.RevokeStreamTokens(ctx, number)
 }

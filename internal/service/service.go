@@ -46,32 +46,47 @@ type Store interface {
 	ResolveAttention(ctx context.Context, id int64, by, note string) (*invoice.Attention, error)
 
 	Outbox
+	Purging
 }
 
-// Outbox is the store's side of events: the feed, the webhook deliveries and the stream tokens. The
-// events themselves are written by the changes that produce them (Update, RecordNotification).
+// Outbox is the store's side of events: the feed, the webhook endpoints and deliveries, and the
+// stream tokens. The events themselves are written by the changes that produce them (Update,
+// RecordNotification).
 type Outbox interface {
-	// ListEvents is a page of events oldest first, the cursor to continue after it, and whether more
-	// are there already.
+	// ListEvents is a page of the feed, the cursor to continue after it, and whether more are there
+	// already.
 	ListEvents(ctx context.Context, f invoice.EventFilter) (evs []*invoice.Published, next string, more bool, err error)
+	// FeedLag is the age of the oldest event committed but not yet shown by the feed.
+	FeedLag(ctx context.Context) (time.Duration, error)
 	GetEvent(ctx context.Context, id string) (*invoice.Published, error)
 	// InvoiceEvents is the events of one invoice after the one with id after ("": all), oldest first.
 	InvoiceEvents(ctx context.Context, number, after string) ([]*invoice.Published, error)
 	Redeliver(ctx context.Context, id, endpoint string) (*invoice.Published, error)
+	// RedeliverBatch offers again up to limit of endpoint's deliveries in state, of events created in
+	// [from, to), after event afterSeq; it returns how many and where to continue (0: done).
+	RedeliverBatch(ctx context.Context, endpoint string, state invoice.DeliveryState, from, to time.Time, afterSeq int64, limit int) (int, int64, error)
 
-	SyncEndpoints(ctx context.Context, eps []invoice.Endpoint) error
+	// RegisterEndpoints registers a replica's configured endpoints; it never deactivates any.
+	RegisterEndpoints(ctx context.Context, eps []invoice.Endpoint) error
 	Endpoints(ctx context.Context) ([]invoice.Endpoint, error)
+	RemoveEndpoint(ctx context.Context, name string) (invoice.Endpoint, error)
 	DisableEndpoint(ctx context.Context, name, reason string) error
 	EnableEndpoint(ctx context.Context, name string) (invoice.Endpoint, error)
 	// ClaimDeliveries hands out due deliveries to endpoint, each held for lease; FinishAttempt
 	// records an attempt and the state it leaves the delivery in.
 	ClaimDeliveries(ctx context.Context, endpoint string, limit int, lease time.Duration) ([]invoice.Job, error)
 	FinishAttempt(ctx context.Context, job invoice.Job, a invoice.Attempt, state invoice.DeliveryState, next time.Time) error
-	DeliveryBacklog(ctx context.Context) (pending int, oldest time.Duration, err error)
+	// DeliveryBacklog is every registered endpoint with its backlog.
+	DeliveryBacklog(ctx context.Context) ([]invoice.Endpoint, error)
 
 	// CreateStreamToken stores a token's digest for ttl and clears those expired keepExpired ago.
 	CreateStreamToken(ctx context.Context, number string, digest []byte, ttl, keepExpired time.Duration) (time.Time, error)
-	StreamTokenInvoice(ctx context.Context, digest []byte) (number string, expires time.Time, err error)
+	// StreamTokenInvoice is the invoice a token opens and until when: the token's expiry, or the end of
+	// grace after its invoice became final, whichever is first; ErrNotFound for a token that is
+	// unknown, revoked or past that.
+	StreamTokenInvoice(ctx context.Context, digest []byte, grace time.Duration) (number string, until time.Time, err error)
+	// RevokeStreamTokens revokes every token of an invoice and says how many were still valid.
+	RevokeStreamTokens(ctx context.Context, number string) (int, error)
 	// WatchInvoice has the invoice's changes notified to every replica for d from now.
 	WatchInvoice(ctx context.Context, number string, d time.Duration) error
 }
@@ -106,6 +121,13 @@ type Config struct {
 	DeliveryLease time.Duration
 	// StreamTokenTTL is the longest a stream token may live (and what a token lives when not asked).
 	StreamTokenTTL time.Duration
+	// CustomerAccessGrace is how long after its invoice became final a stream token still opens it.
+	CustomerAccessGrace time.Duration
+	// Retention is what the purge removes and when; PurgeBatch the rows one purge statement takes at
+	// most, PurgeLease how long a purging replica holds the purge without renewing.
+	Retention  invoice.RetentionPolicy
+	PurgeBatch int
+	PurgeLease time.Duration
 }
 
 // Service is the application service. Build it with New; it is safe for concurrent use.

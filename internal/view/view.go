@@ -154,3 +154,26 @@ func OfAttention(a *invoice.Attention) Attention {
 		Source: string(a.Source), Evidence: ev, CreatedAt: Time(a.CreatedAt), ResolvedAt: OptTime(a.ResolvedAt),
 		ResolvedBy: OptString(a.ResolvedBy), Note: OptString(a.Note)}
 }
+
+// CustomerInvoice is what a customer's browser may see of an invoice (a status stream opened with a
+// token, the payment page): what to pay, where, until when, and whether it is done — never the
+// merchant's metadata, the customer's details, payment identifiers, failure or cancellation reasons.
+type CustomerInvoice struct {
+	InvoiceNumber string          `json:"invoice_number"`
+	Channel       invoice.Channel `json:"channel"`
+	Amount        int64           `json:"amount"`
+	Currency      string          `json:"currency"`
+	Status        invoice.Status  `json:"status"`
+	PaymentCode   *string         `json:"payment_code"`
+	ExpiresAt     *string         `json:"expires_at"`
+	PaidAt        *string         `json:"paid_at"`
+	TotalPaid     int64           `json:"total_paid"`
+	Reusable      bool            `json:"reusable"`
+}
+
+// ForCustomer is the customer's view of an invoice as the API shows it.
+func ForCustomer(v Invoice) CustomerInvoice {
+	return CustomerInvoice{InvoiceNumber: v.InvoiceNumber, Channel: v.Channel, Amount: v.Amount, Currency: v.Currency,
+		Status: v.Status, PaymentCode: v.PaymentCode, ExpiresAt: v.ExpiresAt, PaidAt: v.PaidAt, TotalPaid: v.TotalPaid,
+		Reusable: v.Reusable}
+}

@@ -25,18 +25,21 @@ import (
 
 // Delivering is what the delivery worker needs of the service (service.Service).
 type Delivering interface {
-	SyncEndpoints(ctx context.Context, eps []invoice.Endpoint) error
+	RegisterEndpoints(ctx context.Context, eps []invoice.Endpoint) error
+	EndpointDisagreements(ctx context.Context, configured []invoice.Endpoint) ([]invoice.EndpointDisagreement, error)
 	ClaimDeliveries(ctx context.Context, endpoint string, limit int) ([]invoice.Job, error)
 	FinishDelivery(ctx context.Context, job invoice.Job, a invoice.Attempt, result invoice.AttemptResult) (invoice.DeliveryState, error)
 }
 
-// Deliverer sends every event to every configured endpoint as a signed webhook (Standard Webhooks:
-// webhook-id, webhook-timestamp, webhook-signature). It runs in every replica; the claims keep them
-// from sending one delivery twice, and no transaction is open while a POST is. Each endpoint has its
-// own loop, its own bound on POSTs in flight and the POST's timeout, so a slow or dead receiver never
-// delays another.
+// Deliverer sends every event to every registered endpoint it is configured for, as a signed webhook
+// (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature). It runs in every replica; the
+// claims keep them from sending one delivery twice, and no transaction is open while a POST is. Each
+// endpoint has its own loop, its own bound on POSTs in flight and the POST's timeout, so a slow or dead
+// receiver never delays another. It registers the endpoints it is configured with and watches how its
+// configuration and the registry differ (a metric and a log line), never deactivating any endpoint.
 type Deliverer struct {
-	Service   Delivering
+	Service Delivering
+	// Endpoints are this replica's configured endpoints, with their URLs and secrets.
 	Endpoints []invoice.Endpoint
 	Log       zerolog.Logger
 	Metrics   *metrics.Metrics
@@ -48,19 +51,17 @@ type Deliverer struct {
 	Interval    time.Duration
 	Timeout     time.Duration
 	Concurrency int // POSTs in flight per endpoint
+	// CheckEvery is how often the configuration is compared with the registry (30 s when zero).
+	CheckEvery time.Duration
 
 	clientOnce sync.Once
+	// reported is the last disagreement logged, so a lasting one is logged when it starts and ends.
+	reported string
 }
 
 // Run delivers until ctx is cancelled.
 func (d *Deliverer) Run(ctx context.Context) error {
-	if len(d.Endpoints) == 0 {
-		// Still record that none is configured: events are then queued for no one.
-		_ = d.sync(ctx)
-		<-ctx.Done()
-		return nil
-	}
-	for d.sync(ctx) != nil {
+	for d.register(ctx) != nil {
 		select {
 		case <-ctx.Done():
 			return nil
@@ -76,19 +77,70 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			d.loop(ctx, ep, wakes[i])
 		}()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.watchRegistry(ctx) }()
 	wg.Wait()
 	return nil
 }
 
-func (d *Deliverer) sync(ctx context.Context) error {
-	err := d.Service.SyncEndpoints(ctx, d.Endpoints)
+// register records this replica's endpoints in the registry, so that every event from now on is
+// queued for them, whichever replica makes it.
+func (d *Deliverer) register(ctx context.Context) error {
+	err := d.Service.RegisterEndpoints(ctx, d.Endpoints)
 	if err != nil && ctx.Err() == nil {
-		d.Log.Warn().Err(err).Msg("cannot record the configured webhook endpoints; will retry")
+		d.Log.Warn().Err(err).Msg("cannot register the configured webhook endpoints; will retry")
 	}
 	for _, ep := range d.Endpoints {
 		d.Metrics.EndpointSeries(ep.Name)
 	}
 	return err
+}
+
+// watchRegistry compares this replica's configuration with the registry now and every CheckEvery:
+// replicas that disagree (a rollout half done, a pod with an old or broken configuration) keep
+// delivering what they can, and the disagreement is a metric and a log line for a person.
+func (d *Deliverer) watchRegistry(ctx context.Context) {
+	every := d.CheckEvery
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := d.CheckRegistry(ctx); err != nil && ctx.Err() == nil {
+			d.Log.Warn().Err(err).Msg("cannot compare the webhook endpoints with the registry; will retry")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CheckRegistry compares this replica's endpoints with the registry once, sets the metric and logs a
+// change.
+func (d *Deliverer) CheckRegistry(ctx context.Context) error {
+	ds, err := d.Service.EndpointDisagreements(ctx, d.Endpoints)
+	if err != nil {
+		return err
+	}
+	d.Metrics.EndpointDisagreements(ds)
+	var text []string
+	for _, x := range ds {
+		text = append(text, x.Endpoint+": "+string(x.Kind))
+	}
+	now := strings.Join(text, ", ")
+	switch {
+	case now == d.reported:
+	case now == "":
+		d.Log.Info().Msg("this replica's webhook endpoints agree with the registry again")
+	default:
+		d.Log.Warn().Strs("disagreements", text).Msg("this replica's webhook endpoint configuration disagrees with the registry: " +
+			"events are still queued for every registered endpoint, and delivered by the replicas configured for it (GET /v1/webhook-endpoints)")
+	}
+	d.reported = now
+	return nil
 }
 
 // fanOut passes each wake-up on to every endpoint's loop.
@@ -213,7 +265,7 @@ func (d *Deliverer) post(ctx context.Context, ep invoice.Endpoint, job invoice.J
 		a.Error = err.Error()
 		return a, invoice.AttemptFailed
 	}
-	for k, v := range SignedHeaders(ep.Secret, job.Event.ID, start, body) {
+	for k, v := range SignedHeaders(ep.Secrets, job.Event.ID, start, body) {
 		req.Header[k] = v
 	}
 	resp, err := d.client().Do(req)
@@ -263,18 +315,23 @@ func Body(e invoice.Published) ([]byte, error) {
 
 // SignedHeaders are the Standard Webhooks headers of one attempt: the event id (stable across
 // attempts, for the receiver's dedupe), the attempt's time in Unix seconds (receivers refuse old ones
-// against replay), and "v1," + base64 HMAC-SHA256 of "id.timestamp.body" with the endpoint's key.
-func SignedHeaders(key []byte, id string, at time.Time, body []byte) http.Header {
+// against replay), and for each key "v1," + base64 HMAC-SHA256 of "id.timestamp.body", space-separated:
+// a receiver accepts the delivery if any one verifies, so while a secret is rotated both work.
+func SignedHeaders(keys [][]byte, id string, at time.Time, body []byte) http.Header {
 	ts := strconv.FormatInt(at.Unix(), 10)
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + ts + "."))
-	mac.Write(body)
+	sigs := make([]string, len(keys))
+	for i, key := range keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + ts + "."))
+		mac.Write(body)
+		sigs[i] = "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "o2o-webhooks/1")
 	h.Set("Webhook-Id", id)
 	h.Set("Webhook-Timestamp", ts)
-	h.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	h.Set("Webhook-Signature", strings.Join(sigs, " "))
 	return h
 }
 
