@@ -12,7 +12,11 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK_DIR     := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
 STATICCHECK         := $(STATICCHECK_DIR)/staticcheck
 
-.PHONY: all build run test fmt vet staticcheck compose-check lint bench fuzz clean
+.PHONY: all build run test k8s-check contract-generators fmt vet staticcheck compose-check lint bench fuzz clean
+
+# deploy/kubernetes/check is a Go module of its own (Kubernetes' and kustomize's dependencies stay out
+# of go.mod), so ./... does not reach it. It needs no cluster and no database.
+K8S_CHECK := deploy/kubernetes/check
 
 all: build
 
@@ -23,8 +27,11 @@ build: ## Build the service and the DOKU simulator into ./bin
 run: build ## Postgres (throwaway cluster unless DATABASE_URL is set) + simulator + service
 	bash .dev/run.sh
 
-test: ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL, else a throwaway cluster)
+test: k8s-check ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL, else a throwaway cluster)
 	GO=$(GO) bash .dev/test.sh $(TESTFLAGS) $(PKGS)
+
+k8s-check: ## The Kubernetes manifests build, decode strictly into the API types and agree with the code (offline)
+	cd $(K8S_CHECK) && $(GO) test -count=1 ./...
 
 bench: build ## Throughput, latency and cost of create and webhook against pgbench's ceiling and the raw database (needs make test's Postgres and pgbench)
 	$(GO) build -trimpath -o $(BIN)/o2obench ./cmd/o2obench
@@ -35,6 +42,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (their seed corpora run in ever
 	$(GO) test ./internal/doku -run '^$$' -fuzz '^FuzzNotification$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/doku -run '^$$' -fuzz '^FuzzDokuResponses$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzCreateRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzEventRoutes$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/strictjson -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 # Go files: tracked ones and new ones not yet added (but not git-ignored ones).
@@ -46,9 +54,11 @@ fmt: ## Format the code
 vet: ## gofmt check and go vet
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd $(K8S_CHECK) && $(GO) vet ./...
 
 staticcheck: $(STATICCHECK) ## staticcheck (pinned version, installed into bin/tools)
 	$(STATICCHECK) $(PKGS)
+	cd $(K8S_CHECK) && $(CURDIR)/$(STATICCHECK) ./...
 
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/$(STATICCHECK_DIR) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -60,8 +70,11 @@ compose-check: ## docker-compose.yml is a valid compose file
 	elif [ -n "$$CI" ]; then echo "compose-check: docker-compose is not installed" >&2; exit 1; \
 	else echo "compose-check: skipped here, docker-compose is not installed (Debian: apt-get install docker-compose)"; fi
 
-lint: vet staticcheck compose-check ## What CI checks before the tests: gofmt, go vet, staticcheck, the compose file
+contract-generators: ## api/openapi.yaml survives oapi-codegen (Go client) and openapi-typescript (TS types): generated code compiles (pinned, installed into bin/tools)
+	GO=$(GO) bash .dev/contract-generators.sh
 
-clean: ## Remove build output (bin/, tools included) and the local Postgres clusters of `make run` and `make test`
+lint: vet staticcheck compose-check contract-generators ## What CI checks before the tests: gofmt, go vet, staticcheck, the compose file, the contract's generated clients
+
+clean: ## Remove build output (bin/, tools included) and what `make run` and `make test` left in .devdata/ (a running one's stays)
+	rm -rf $(BIN)
 	bash .dev/clean.sh
-	rm -rf $(BIN) .devdata

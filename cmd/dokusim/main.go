@@ -37,7 +37,7 @@ type config struct {
 
 const usage = `dokusim — a DOKU O2O simulator, as strict as DOKU documents itself: generate payment code (Alfa,
 Indomaret), check status, signed notifications with DOKU's retries, and controls to pay at the counter,
-send any notification, inject faults and move its clock (README.md, "The simulator").
+send any notification, inject faults and move its clock (api/DOKU.md, the simulator).
 
 Usage: dokusim            (settings from the environment)
 

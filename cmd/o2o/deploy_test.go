@@ -735,18 +735,18 @@ func shellQuoteForDocker(words []string) string {
 	return strings.Join(quoted, " ")
 }
 
-// The README's configuration table is the operator's reference: every setting the service reads is
-// in it with its real default, and it names nothing the service does not read.
-func TestReadmeConfigTableMatchesConfig(t *testing.T) {
+// The configuration reference (deploy/CONFIGURATION.md) is the operator's: every setting the service
+// reads is in its table with its real default, and it names nothing the service does not read.
+func TestConfigReferenceMatchesConfig(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile("../../deploy/CONFIGURATION.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(raw)
 	start := strings.Index(text, "\n## Configuration\n")
 	if start < 0 {
-		t.Fatal("README has no Configuration section")
+		t.Fatal("deploy/CONFIGURATION.md has no Configuration section")
 	}
 	section := text[start+1:]
 	if end := strings.Index(section[3:], "\n## "); end >= 0 {
@@ -772,7 +772,7 @@ func TestReadmeConfigTableMatchesConfig(t *testing.T) {
 		for i, name := range names {
 			want, known := defaults[name]
 			if !known {
-				t.Errorf("README documents %s, which the config does not read", name)
+				t.Errorf("deploy/CONFIGURATION.md documents %s, which the config does not read", name)
 				continue
 			}
 			documented[name] = true
@@ -781,13 +781,13 @@ func TestReadmeConfigTableMatchesConfig(t *testing.T) {
 				got = values[i]
 			}
 			if got != want {
-				t.Errorf("README gives %s the default %q, the config %q", name, got, want)
+				t.Errorf("deploy/CONFIGURATION.md gives %s the default %q, the config %q", name, got, want)
 			}
 		}
 	}
 	for name := range defaults {
 		if !documented[name] {
-			t.Errorf("README's configuration table lacks %s", name)
+			t.Errorf("deploy/CONFIGURATION.md's table lacks %s", name)
 		}
 	}
 }
@@ -826,4 +826,96 @@ func TestNoFileRefersOutsideTheRepository(t *testing.T) {
 			t.Errorf("%s:%d refers to %q, outside the repository", name, line, raw[loc[0]:loc[1]])
 		}
 	}
+}
+
+// Every link between the project's documents leads somewhere: the file exists, and a #fragment names
+// a heading of it (as GitHub makes anchors). Documents moved or sections renamed fail here, not in a
+// reader's browser.
+func TestDocumentLinksResolve(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("git", "-C", "../..", "ls-files", "--cached", "--others", "--exclude-standard", "*.md").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	checked := 0
+	for _, name := range strings.Fields(string(out)) {
+		raw, err := os.ReadFile(filepath.Join("../..", name))
+		if err != nil {
+			continue
+		}
+		text := stripCodeBlocks(string(raw))
+		for _, m := range link.FindAllStringSubmatch(text, -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, fragment, _ := strings.Cut(target, "#")
+			path := filepath.Join("../..", filepath.Dir(name), file)
+			if file == "" {
+				path = filepath.Join("../..", name)
+			}
+			info, err := os.Stat(path)
+			if err != nil {
+				t.Errorf("%s links to %s, which does not exist", name, target)
+				continue
+			}
+			checked++
+			if fragment == "" {
+				continue
+			}
+			if info.IsDir() {
+				t.Errorf("%s links to #%s in a directory (%s)", name, fragment, target)
+				continue
+			}
+			doc, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(anchors(string(doc)), fragment) {
+				t.Errorf("%s links to %s: %s has no heading with that anchor", name, target, file)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d links checked: is the link pattern still right?", checked)
+	}
+}
+
+// stripCodeBlocks drops fenced code blocks and inline code, where brackets are not links.
+func stripCodeBlocks(s string) string {
+	var b strings.Builder
+	fenced := false
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+			continue
+		}
+		if !fenced {
+			b.WriteString(regexp.MustCompile("`[^`]*`").ReplaceAllString(line, "") + "\n")
+		}
+	}
+	return b.String()
+}
+
+// anchors are the anchors GitHub gives a document's headings: lower case, punctuation but - and _
+// dropped, spaces made -, and -1, -2, … for repeats.
+func anchors(doc string) []string {
+	var out []string
+	seen := map[string]int{}
+	drop := regexp.MustCompile(`[^\p{L}\p{N} _-]`)
+	for _, line := range strings.Split(stripCodeBlocks(doc), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		a := strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(title), ""), " ", "-")
+		if n := seen[a]; n > 0 {
+			out = append(out, fmt.Sprintf("%s-%d", a, n))
+		} else {
+			out = append(out, a)
+		}
+		seen[a]++
+	}
+	return out
 }

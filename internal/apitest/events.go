@@ -272,11 +272,8 @@ const TestSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 // NewReceiver starts a receiver that answers 204 until told otherwise.
 func NewReceiver(t testing.TB) *Receiver {
 	t.Helper()
-	hook, err := standardwebhooks.NewWebhook(TestSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := &Receiver{Secret: TestSecret, hook: hook, answer: func(*http.Request) int { return http.StatusNoContent }}
+	rc := &Receiver{answer: func(*http.Request) int { return http.StatusNoContent }}
+	rc.VerifyWith(t, TestSecret)
 	srv := httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(srv.Close)
 	rc.URL = srv.URL
@@ -288,7 +285,10 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	if err := rc.hook.Verify(body, r.Header); err != nil {
+	rc.mu.Lock()
+	hook := rc.hook
+	rc.mu.Unlock()
+	if err := hook.Verify(body, r.Header); err != nil {
 		rc.mu.Lock()
 		rc.refused++
 		rc.mu.Unlock()
@@ -310,6 +310,19 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		Header: r.Header.Clone(), Start: start, Took: time.Since(start)})
 	rc.mu.Unlock()
 	w.WriteHeader(status)
+}
+
+// VerifyWith makes the receiver verify with secret from now on (as a receiver does that rotated to a
+// new secret); Secret is what a stack configures for it.
+func (rc *Receiver) VerifyWith(t testing.TB, secret string) {
+	t.Helper()
+	hook, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.Secret, rc.hook = secret, hook
 }
 
 // Answer sets how the receiver answers from now on: the status, or 0 when fn answers itself.
@@ -395,4 +408,33 @@ func Endpoint(name string, rc *Receiver) func(*config.Config) {
 }
 
 // Verify checks a body and headers as the receiver does (for tampering tests).
-func (rc *Receiver) Verify(body []byte, h http.Header) error { return rc.hook.Verify(body, h) }
+func (rc *Receiver) Verify(body []byte, h http.Header) error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.hook.Verify(body, h)
+}
+
+// EndpointWithSecrets configures a stack to deliver its events to rc as endpoint name, signed with
+// each of secrets (a rotation).
+func EndpointWithSecrets(name string, rc *Receiver, secrets ...string) func(*config.Config) {
+	return func(c *config.Config) {
+		c.EventsEndpoints = append(c.EventsEndpoints, name+"="+rc.URL)
+		c.EventsSecrets = append(c.EventsSecrets, config.Secret(name+"="+strings.Join(secrets, " ")))
+	}
+}
+
+// Deliver runs this replica's delivery worker (which registers its endpoints first) until the test
+// ends.
+func (r *Replica) Deliver() {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.App.Deliverer.Run(ctx) }()
+	r.t.Cleanup(func() { cancel(); <-done })
+}
+
+// Send sends a request to this replica through the contract check.
+func (r *Replica) Send(req Request) Response {
+	r.t.Helper()
+	return Do(r.t, &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: r.t, Base: http.DefaultTransport}}, r.URL, req)
+}

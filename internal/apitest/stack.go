@@ -188,6 +188,12 @@ type Request struct {
 // Send sends a request to the service through the contract check and returns its answer.
 func (s *Stack) Send(r Request) Response {
 	s.t.Helper()
+	return Do(s.t, s.Client, s.URL, r)
+}
+
+// Do sends r to the service at baseURL (a replica's) with client, and returns its answer.
+func Do(t testing.TB, client *http.Client, baseURL string, r Request) Response {
+	t.Helper()
 	var body io.Reader
 	switch {
 	case r.Stream != nil:
@@ -196,9 +202,9 @@ func (s *Stack) Send(r Request) Response {
 	case r.Body != nil:
 		body = bytes.NewReader(r.Body)
 	}
-	req, err := http.NewRequest(r.Method, s.URL+r.Path, body)
+	req, err := http.NewRequest(r.Method, baseURL+r.Path, body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if !r.NoKey {
 		key := r.Key
@@ -216,14 +222,14 @@ func (s *Stack) Send(r Request) Response {
 			req.Header.Add(k, v)
 		}
 	}
-	resp, err := s.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", r.Method, r.Path, err)
+		t.Fatalf("%s %s: %v", r.Method, r.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 }

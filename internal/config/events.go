@@ -41,7 +41,7 @@ type Events struct {
 	// cancelled) a stream token still opens its stream, so a page open at that moment sees the end.
 	CustomerAccessGrace time.Duration `envconfig:"CUSTOMER_ACCESS_GRACE" default:"24h" desc:"how long after an invoice became final its stream tokens still work"`
 
-	// Retention: what the purge removes, and when (README, "Data lifecycle").
+	// Retention: what the purge removes, and when (deploy/RUNBOOK.md, "Data lifecycle").
 	EventsRetention     time.Duration `envconfig:"EVENTS_RETENTION" default:"720h" desc:"delivered webhooks (with their attempts) and the events nothing waits for are purged after this"`
 	EventsDeadRetention time.Duration `envconfig:"EVENTS_DEAD_RETENTION" default:"2160h" desc:"dead deliveries (and their events) are kept this long for a redelivery"`
 	// NotificationBodyRetention is the dispute window: a notification's raw body is kept this long,

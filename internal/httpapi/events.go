@@ -191,11 +191,13 @@ type endpointJSON struct {
 	DisabledAt     *string `json:"disabled_at"`
 	DisabledReason *string `json:"disabled_reason"`
 	EnabledAt      *string `json:"enabled_at"`
-	Pending        int     `json:"pending"`
-	OldestPendingS int64   `json:"oldest_pending_seconds"`
+	Pending        *int    `json:"pending"`
+	OldestPendingS *int64  `json:"oldest_pending_seconds"`
 }
 
-func toEndpointJSON(e invoice.Endpoint) endpointJSON {
+// toEndpointJSON is e as the API shows it; its backlog only when withBacklog (the listing counts it;
+// enabling or removing an endpoint does not, whatever its size).
+func toEndpointJSON(e invoice.Endpoint, withBacklog bool) endpointJSON {
 	state := "active"
 	switch {
 	case !e.Active:
@@ -203,9 +205,13 @@ func toEndpointJSON(e invoice.Endpoint) endpointJSON {
 	case e.DisabledAt != nil:
 		state = "disabled"
 	}
-	return endpointJSON{Name: e.Name, URL: e.URL, State: state, Active: e.Active, RemovedAt: view.OptTime(e.RemovedAt),
-		DisabledAt: view.OptTime(e.DisabledAt), DisabledReason: view.OptString(e.DisabledReason), EnabledAt: view.OptTime(e.EnabledAt),
-		Pending: e.Pending, OldestPendingS: int64(e.Oldest.Seconds())}
+	out := endpointJSON{Name: e.Name, URL: e.URL, State: state, Active: e.Active, RemovedAt: view.OptTime(e.RemovedAt),
+		DisabledAt: view.OptTime(e.DisabledAt), DisabledReason: view.OptString(e.DisabledReason), EnabledAt: view.OptTime(e.EnabledAt)}
+	if withBacklog {
+		oldest := int64(e.Oldest.Seconds())
+		out.Pending, out.OldestPendingS = &e.Pending, &oldest
+	}
+	return out
 }
 
 func (h *handlers) listEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +224,7 @@ func (h *handlers) listEndpoints(w http.ResponseWriter, r *http.Request) {
 		Items []endpointJSON `json:"items"`
 	}{Items: make([]endpointJSON, 0, len(eps))}
 	for _, e := range eps {
-		out.Items = append(out.Items, toEndpointJSON(e))
+		out.Items = append(out.Items, toEndpointJSON(e, true))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -235,7 +241,7 @@ func (h *handlers) enableEndpoint(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toEndpointJSON(e))
+	writeJSON(w, http.StatusOK, toEndpointJSON(e, false))
 }
 
 // removeEndpoint stops queueing events for an endpoint, whatever the replicas' configurations say.
@@ -249,7 +255,7 @@ func (h *handlers) removeEndpoint(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toEndpointJSON(e))
+	writeJSON(w, http.StatusOK, toEndpointJSON(e, false))
 }
 
 type bulkRedeliverRequest struct {

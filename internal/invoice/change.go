@@ -21,7 +21,7 @@ const (
 	ChangeAttentionRaised ChangeType = "attention.raised"
 )
 
-// ChangeTypes lists every type, in the order the README explains them.
+// ChangeTypes lists every type, in the order api/README.md explains them.
 var ChangeTypes = []ChangeType{ChangePending, ChangePaid, ChangeExpired, ChangeFailed, ChangeCancelled,
 	ChangePaymentRecorded, ChangeAttentionRaised}
 

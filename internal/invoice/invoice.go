@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Status is where an invoice is in its lifecycle (README.md, "Lifecycle").
+// Status is where an invoice is in its lifecycle (api/README.md, "Lifecycle").
 type Status string
 
 const (

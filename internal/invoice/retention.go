@@ -2,7 +2,7 @@ package invoice
 
 import "time"
 
-// RetentionPolicy is how long what grows with traffic is kept (README, "Data lifecycle"). Money
+// RetentionPolicy is how long what grows with traffic is kept (deploy/RUNBOOK.md, "Data lifecycle"). Money
 // records — invoices, payments, attention items and decisions, an invoice's history — are kept for
 // good; what only serves delivery or diagnosis is purged or thinned after its window.
 type RetentionPolicy struct {

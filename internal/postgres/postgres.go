@@ -130,14 +130,18 @@ func (m *Migrator) Status(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// Current reports whether the database is at the latest embedded migration.
+// Current reports whether the database has every embedded migration: it is at the latest, or past it.
+// Past it is the case during a rollout whose migrations ran first (o2o migrate up before the new
+// replicas start): the previous release keeps serving, which every migration from 00012 on allows —
+// it only adds (columns, tables, indexes, constraints), and what a release stops using is removed by
+// a later release's migration, never by the one that stops using it (.github/CONTRIBUTING.md).
 func (m *Migrator) Current(ctx context.Context) (bool, error) {
 	v, err := m.provider.GetDBVersion(ctx)
 	if err != nil {
 		return false, err
 	}
 	sources := m.provider.ListSources()
-	return len(sources) > 0 && v == sources[len(sources)-1].Version, nil
+	return len(sources) > 0 && v >= sources[len(sources)-1].Version, nil
 }
 
 // classify turns a database error into the domain's vocabulary: "the database is unavailable" (the

@@ -9,7 +9,7 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 )
 
-// The purge keeps the tables that grow with traffic bounded (README, "Data lifecycle"). Each step is
+// The purge keeps the tables that grow with traffic bounded (deploy/RUNBOOK.md, "Data lifecycle"). Each step is
 // one statement over at most a batch of rows taken in key order from a position, so no statement
 // holds locks on more than a batch, whatever the table's size; a run is many such statements, and
 // one that stops half way (a crash, a shutdown) leaves nothing half done.
@@ -37,23 +37,24 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 }
 
 // PurgeDeliveries removes, among the next batch of deliveries after position from (in key order),
-// those delivered before delivered, those dead since before dead, and every one to an endpoint removed
-// through the API — each with its attempts. It returns how many of each it removed, where the batch
-// ended (the next call's from), and whether the walk is done: no delivery was left, or the batch
-// reached deliveries created after both cutoffs, past which nothing is old enough.
+// those delivered before delivered, those dead since before dead, and those to an endpoint removed
+// through the API whose events are older than delivered — each with its attempts. It returns how many
+// of each it removed, where the batch ended (the next call's from), and whether the walk is done: no
+// delivery was left, or the batch reached events created after both cutoffs. (Events are numbered as
+// they are written, so their creation times follow the key, give or take a transaction's length; a
+// delivery's own times do not: a redelivery renews them.)
 func (s *Store) PurgeDeliveries(ctx context.Context, from invoice.DeliveryKey, delivered, dead time.Time, batch int) (invoice.PurgeStep, invoice.DeliveryKey, error) {
 	var step invoice.PurgeStep
-	var last invoice.DeliveryKey
 	var lastSeq *int64
 	var lastEndpoint *string
-	var newest *time.Time
+	var oldest *time.Time
 	err := s.pool.QueryRow(ctx, `
 		WITH scan AS (
-			SELECT d.event_seq, d.endpoint, d.created_at,
+			SELECT d.event_seq, d.endpoint, e.created_at,
 				d.state = 'delivered' AND d.finished_at < @delivered
 				OR d.state = 'dead' AND d.finished_at < @dead
-				OR NOT ep.active AS gone
-			FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.name = d.endpoint
+				OR NOT ep.active AND e.created_at < @delivered AS gone
+			FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.name = d.endpoint JOIN events e ON e.seq = d.event_seq
 			WHERE (d.event_seq, d.endpoint) > (@seq, @endpoint)
 			ORDER BY d.event_seq, d.endpoint LIMIT @batch),
 		attempts AS (
@@ -68,7 +69,7 @@ func (s *Store) PurgeDeliveries(ctx context.Context, from invoice.DeliveryKey, d
 		SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM attempts),
 			(SELECT event_seq FROM tail), (SELECT endpoint FROM tail), (SELECT min(created_at) FROM scan)`,
 		pgx.NamedArgs{"seq": from.EventSeq, "endpoint": from.Endpoint, "delivered": delivered, "dead": dead, "batch": batch}).
-		Scan(&step.Deleted, &step.Related, &lastSeq, &lastEndpoint, &newest)
+		Scan(&step.Deleted, &step.Related, &lastSeq, &lastEndpoint, &oldest)
 	if err != nil {
 		return step, from, classify(err)
 	}
@@ -76,11 +77,9 @@ func (s *Store) PurgeDeliveries(ctx context.Context, from invoice.DeliveryKey, d
 		step.Done = true
 		return step, from, nil
 	}
-	last = invoice.DeliveryKey{EventSeq: *lastSeq, Endpoint: *lastEndpoint}
-	// The oldest delivery of the batch is already newer than both cutoffs: so is everything after it
-	// (creation times follow the key, give or take a transaction's length).
-	step.Done = newest != nil && !newest.Before(delivered) && !newest.Before(dead)
-	return step, last, nil
+	// The oldest event of the batch is newer than both cutoffs: so is everything after it.
+	step.Done = oldest != nil && !oldest.Before(delivered) && !oldest.Before(dead)
+	return step, invoice.DeliveryKey{EventSeq: *lastSeq, Endpoint: *lastEndpoint}, nil
 }
 
 // PurgeEvents removes, among the next batch of events after sequence number from, those created

@@ -185,6 +185,14 @@ func TestMigrateDownAndUp(t *testing.T) {
 	if err := s.Ready(ctx, m); err != nil {
 		t.Fatalf("ready after up: %v", err)
 	}
+	// A newer release migrated first (its migration Job ran before its rollout): this replica, of
+	// the release before, stays ready.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO goose_db_version (version_id, is_applied) VALUES (99999, true)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx, m); err != nil {
+		t.Fatalf("not ready on a schema one release newer: %v", err)
+	}
 }
 
 // A decision that waited for the row lock must see the payment its predecessor just recorded: the
