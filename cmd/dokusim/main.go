@@ -41,7 +41,7 @@ send any notification, inject faults and move its clock (api/DOKU.md, the simula
 
 Usage: dokusim            (settings from the environment)
 
-Settings:
+Settings (DOKU_SECRET_KEY may instead be given as a file: DOKU_SECRET_KEY_FILE=/run/secrets/doku_secret_key):
 `
 
 func main() {

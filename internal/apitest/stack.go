@@ -11,10 +11,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"github.com/merchant/o2o/internal/app"
@@ -54,6 +59,13 @@ type Options struct {
 	Adjust func(*service.Config)
 	// Sim sets the simulator's knobs (its credentials and notification URL are the stack's).
 	Sim dokusim.Config
+	// LeastPrivileges runs the service as a role with only the privileges deploy/postgres/roles.sql
+	// grants (the database was migrated by its owner).
+	LeastPrivileges bool
+	// Tracer, when set, is told of every statement the service sends (pgx calls it; when it is also a
+	// pgx.BatchTracer, of each statement of a batch too): the service then runs on a pool of its own
+	// over the stack's database, and DB.Pool, which the tests' own queries use, stays untraced.
+	Tracer pgx.QueryTracer
 }
 
 // Stack is a running service with its simulator and database, built by app.New as production builds
@@ -144,17 +156,37 @@ func New(t testing.TB, opts Options) *Stack {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("the test stack's configuration: %v", err)
 	}
-	a, err := app.New(context.Background(), cfg, log.With().Str("service", "o2o").Logger(), app.Options{Pool: s.DB.Pool, Adjust: opts.Adjust})
+	pool := s.DB.Pool
+	if opts.LeastPrivileges {
+		pool = leastPrivilegedPool(t, s.DB)
+		cfg.DatabaseURL = config.Secret(pool.Config().ConnString())
+	}
+	if opts.Tracer != nil {
+		pool = tracedPool(t, s.DB.Pool, opts.Tracer)
+	}
+	a, err := app.New(context.Background(), cfg, log.With().Str("service", "o2o").Logger(), app.Options{Pool: pool, Adjust: opts.Adjust})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
-	if err := a.RegisterEndpoints(context.Background()); err != nil { // as Run does before it serves
-		t.Fatal(err)
-	}
+	a.Prepare(context.Background()) // as Run does before it serves
 	s.App, s.Service, s.Metrics, handler = a, a.Service, a.Metrics, a.Handler
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: t, Base: http.DefaultTransport}}
 	return s
+}
+
+// tracedPool is a pool over base's database, with base's session settings, whose connections report
+// every statement to tracer.
+func tracedPool(t testing.TB, base *pgxpool.Pool, tracer pgx.QueryTracer) *pgxpool.Pool {
+	t.Helper()
+	cfg := base.Config() // a copy
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("apitest: traced pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // Response is a finished HTTP exchange.
@@ -428,6 +460,60 @@ func (s *Stack) Reconcile(times int) {
 		s.MakeDue()
 		if _, err := s.Reconciler().RunOnce(context.Background()); err != nil {
 			s.t.Fatal(err)
+		}
+	}
+}
+
+// leastPrivilegedPool creates a login role with exactly the grants of deploy/postgres/roles.sql (the
+// file operators apply, read here as it is) on db, and returns a pool connected as that role with the
+// session settings of db's pool. The role goes when the test ends.
+func leastPrivilegedPool(t testing.TB, db *pgtest.DB) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	role := "o2o_app_" + strings.TrimPrefix(db.Name, "o2o_test_")
+	pgtest.AdminExec(t, "CREATE ROLE "+role+" LOGIN PASSWORD 'app-password-for-tests'")
+	t.Cleanup(func() {
+		// Its grants live in db (DROP OWNED BY revokes them there), the role in the cluster.
+		if _, err := db.Pool.Exec(context.Background(), "DROP OWNED BY "+role); err != nil {
+			t.Logf("drop %s's grants: %v", role, err)
+		}
+		pgtest.AdminExec(t, "DROP ROLE IF EXISTS "+role)
+	})
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "postgres", "roles.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	if err := db.Pool.QueryRow(ctx, "SELECT current_user").Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	grants := strings.NewReplacer(`:"app"`, role, `:"owner"`, owner, `:"db"`, db.Name).Replace(string(raw))
+	if _, err := db.Pool.Exec(ctx, grants); err != nil {
+		t.Fatalf("deploy/postgres/roles.sql: %v", err)
+	}
+	cfg := db.Pool.Config()
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "app-password-for-tests"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// repoRoot is the repository's top directory, found from the test's working directory.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if dir == filepath.Dir(dir) {
+			t.Fatal("no go.mod above the test's directory")
 		}
 	}
 }

@@ -128,6 +128,39 @@ func (a *App) RegisterEndpoints(ctx context.Context) error {
 	return a.Service.RegisterEndpoints(ctx, a.Deliverer.Endpoints)
 }
 
+// Prepare is what Run does before it serves, each step logged when it fails (the service serves all
+// the same; the workers retry what needs retrying): it registers the webhook endpoints, takes over the
+// open invoices that record no DOKU environment yet or one of DOKU_ADOPT_ENVIRONMENTS, and says which
+// open invoices belong to another DOKU and are left alone.
+func (a *App) Prepare(ctx context.Context) {
+	if err := a.RegisterEndpoints(ctx); err != nil {
+		// The deliverer registers them when it can. An endpoint registered before (by this or another
+		// replica) gets its events meanwhile; a new one gets them from its registration on.
+		a.Log.Error().Err(err).Msg("cannot register the webhook endpoints before serving")
+	}
+	log := a.Log.With().Str("doku_environment", a.Service.Environment()).Logger()
+	if n, err := a.Service.AdoptInvoices(ctx, a.Config.DokuAdoptEnvironments); err != nil {
+		log.Error().Err(err).Msg("cannot take over the open invoices without a DOKU environment")
+	} else if n > 0 {
+		log.Info().Int("invoices", n).Strs("from", a.Config.DokuAdoptEnvironments).Msg("took over open invoices for this DOKU environment")
+	}
+	if notice, err := a.Notices(ctx); err == nil && len(notice) > 0 {
+		log.Warn().Strs("notices", notice).Msg("open invoices of another DOKU environment are left alone")
+	}
+}
+
+// Notices are what /readyz says beside "ready": open invoices another DOKU issued, left alone.
+func (a *App) Notices(ctx context.Context) ([]string, error) {
+	foreign, err := a.Service.ForeignInvoices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n := service.ForeignNotice(a.Service.Environment(), foreign); n != "" {
+		return []string{n}, nil
+	}
+	return nil, nil
+}
+
 // EndStreams ends every status stream (shutdown begins; clients reconnect to another replica).
 func (a *App) EndStreams() { a.closingOnce.Do(func() { close(a.closing) }) }
 
@@ -173,6 +206,7 @@ func (a *App) newHandler() http.Handler {
 		Service:       a.Service,
 		Notifications: doku.Verifier{ClientID: cfg.DokuClientID, Secret: []byte(cfg.DokuSecretKey.Value()), Target: cfg.DokuNotificationPath},
 		Ready:         a.Ready,
+		Notices:       a.Notices,
 		Logger:        a.Log,
 		Metrics:       a.Metrics,
 		Hub:           a.Hub,
@@ -226,7 +260,7 @@ func (a *App) Close() {
 // crashing on the first try. A failure that waiting cannot mend (no such database, refused
 // credentials) ends the wait at once.
 func OpenDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (*pgxpool.Pool, error) {
-	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), postgres.PoolOptions{MaxConns: db.DBMaxConns,
+	pool, err := postgres.Open(ctx, db.DatabaseURL.Value(), postgres.PoolOptions{MaxConns: db.DBMaxConns, ConnectTimeout: db.DBConnectTimeout,
 		StatementTimeout: db.DBStatementTimeout, LockTimeout: db.DBLockTimeout, IdleInTxTimeout: db.DBIdleInTxTimeout})
 	if err != nil {
 		return nil, err

@@ -23,11 +23,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	srv.ErrorLog = stdlogTo(a.Log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 
-	if err := a.RegisterEndpoints(ctx); err != nil {
-		// The deliverer registers them when it can. An endpoint registered before (by this or another
-		// replica) gets its events meanwhile; a new one gets them from its registration on.
-		a.Log.Error().Err(err).Msg("cannot register the webhook endpoints before serving")
-	}
+	a.Prepare(ctx)
 	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var workers sync.WaitGroup

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -52,6 +53,10 @@ type Database struct {
 	DBStatementTimeout time.Duration `envconfig:"DB_STATEMENT_TIMEOUT" default:"10s" desc:"longest a statement may run"`
 	DBLockTimeout      time.Duration `envconfig:"DB_LOCK_TIMEOUT" default:"5s" desc:"longest a statement waits for a row lock"`
 	DBIdleInTxTimeout  time.Duration `envconfig:"DB_IDLE_IN_TRANSACTION_TIMEOUT" default:"30s" desc:"a session idle inside a transaction this long is ended"`
+	// DBConnectTimeout bounds each connection attempt (per host of a multi-host URL), unless the URL
+	// sets connect_timeout: a database host that drops packets, as one does while it fails over,
+	// would otherwise hold every attempt for the kernel's two minutes.
+	DBConnectTimeout time.Duration `envconfig:"DB_CONNECT_TIMEOUT" default:"5s" desc:"bound on each connection attempt (unless DATABASE_URL sets connect_timeout)"`
 }
 
 // Config is every setting of the service.
@@ -65,7 +70,7 @@ type Config struct {
 	Pprof bool `envconfig:"PPROF" default:"false" desc:"also serve /debug/pprof/ on METRICS_ADDR"`
 	// APIKeys are bearer keys, each "name:key" (or a bare key, named key1, key2, … by position); the
 	// name is what an attention item's resolution records.
-	APIKeys []Secret `envconfig:"API_KEYS" desc:"bearer keys, name:key, comma-separated"`
+	APIKeys []Secret `envconfig:"API_KEYS" desc:"(required unless API_KEY_HASHES is set) bearer keys, name:key, comma-separated"`
 	// APIKeyHashes are keys given as "name:hex SHA-256", so the config holds no usable key.
 	APIKeyHashes []string `envconfig:"API_KEY_HASHES" desc:"keys as name:hex SHA-256"`
 	// APIKeyScopes limits what each key may do: "name=scope+scope", comma-separated (Scopes). A key
@@ -89,6 +94,10 @@ type Config struct {
 	DokuSecretKey        Secret        `envconfig:"DOKU_SECRET_KEY" required:"true" desc:"DOKU secret key"`
 	DokuNotificationPath string        `envconfig:"DOKU_NOTIFICATION_PATH" default:"/v1/notifications/doku" desc:"path of the Notification URL set at DOKU"`
 	DokuTimeout          time.Duration `envconfig:"DOKU_TIMEOUT" default:"15s" desc:"bound on every DOKU call"`
+	// DokuAdoptEnvironments are DOKU environments (env_… as /readyz and the start-up log name them)
+	// whose open invoices this service takes over: a deliberate move of the same DOKU account to new
+	// credentials or a new address. Without it, another environment's invoices are left alone.
+	DokuAdoptEnvironments []string `envconfig:"DOKU_ADOPT_ENVIRONMENTS" desc:"env_... of another DOKU environment whose open invoices this service takes over (a deliberate move)"`
 	// DOKU requires these fields of every generate request; a create request may leave them out.
 	DokuDefaultInfo          string `envconfig:"DOKU_DEFAULT_INFO" default:"Online purchase" desc:"text shown at the store counter when a request has no info"`
 	DokuDefaultCustomerEmail string `envconfig:"DOKU_DEFAULT_CUSTOMER_EMAIL" required:"true" desc:"email sent to DOKU when a request has no customer email"`
@@ -292,6 +301,7 @@ func (d *Database) check(p *problems) {
 		p.add("DB_MAX_CONNS", "must be at least 1")
 	}
 	positive(p, "DB_STARTUP_TIMEOUT", d.DBStartupTimeout)
+	positive(p, "DB_CONNECT_TIMEOUT", d.DBConnectTimeout)
 	for name, t := range map[string]time.Duration{"DB_STATEMENT_TIMEOUT": d.DBStatementTimeout, "DB_LOCK_TIMEOUT": d.DBLockTimeout,
 		"DB_IDLE_IN_TRANSACTION_TIMEOUT": d.DBIdleInTxTimeout} {
 		if t < time.Millisecond {
@@ -373,6 +383,11 @@ func (c *Config) checkDoku(p *problems) {
 		p.add("DOKU_NOTIFICATION_PATH", "must be a plain path starting with / that no other route uses")
 	}
 	positive(p, "DOKU_TIMEOUT", c.DokuTimeout)
+	for i, e := range c.DokuAdoptEnvironments {
+		if !regexp.MustCompile(`^env_[0-9a-f]{16}$`).MatchString(strings.TrimSpace(e)) {
+			p.add("DOKU_ADOPT_ENVIRONMENTS", "entry %d is not an environment as the start-up log and /readyz name it (env_ and 16 hex digits)", i+1)
+		}
+	}
 	if msg := plainText(c.DokuDefaultInfo, 255); msg != "" {
 		p.add("DOKU_DEFAULT_INFO", "%s", msg)
 	}
@@ -642,7 +657,8 @@ func (c Config) Limits() invoice.Limits {
 	}
 }
 
-// usageFormat is one line per setting: name, default (or "required"), what it is.
+// usageFormat is one line per setting: name, default (or "required"), what it is; a secret setting
+// NAME may also be given as a file, NAME_FILE (see Secret).
 const usageFormat = `{{range .}}  {{usage_key .}}	{{if usage_required .}}(required){{else}}{{usage_default .}}{{end}}	{{usage_description .}}
 {{end}}`
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,8 @@ type APIError struct {
 	StatusCode int
 	Code       string
 	Message    string
+	// RetryAfter is when DOKU asked to be asked again (its Retry-After), 0 when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -182,7 +185,7 @@ func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, re
 	status := 0
 	defer func() { c.done(ctx, k, status, outcomeOf(status, err), err) }()
 
-	status, respBody, err := c.do(ctx, http.MethodPost, GeneratePath(ch), requestID, body)
+	status, respBody, retry, err := c.do(ctx, http.MethodPost, GeneratePath(ch), requestID, body)
 	if err != nil {
 		return invoice.Issued{}, err
 	}
@@ -197,11 +200,27 @@ func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, re
 			return invoice.Issued{}, fmt.Errorf("%w: unreadable success response: %v", ErrUnavailable, perr)
 		}
 	}
-	return invoice.Issued{}, apiError(status, respBody)
+	ae := apiError(status, respBody)
+	ae.RetryAfter = retry
+	return invoice.Issued{}, ae
 }
 
-// do sends one signed request and returns the status and the (bounded) body.
-func (c *Client) do(ctx context.Context, method, path, requestID string, body []byte) (int, []byte, error) {
+// maxRetryAfter bounds how long a Retry-After DOKU sends is honoured: a typo on DOKU's side must not
+// park an invoice for a day.
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter reads a Retry-After header given in seconds (the form APIs use), or 0.
+func retryAfter(h http.Header) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	return min(time.Duration(secs)*time.Second, maxRetryAfter)
+}
+
+// do sends one signed request and returns the status, the (bounded) body and the Retry-After DOKU
+// asked for.
+func (c *Client) do(ctx context.Context, method, path, requestID string, body []byte) (int, []byte, time.Duration, error) {
 	timestamp := c.now().UTC().Format(TimestampLayout)
 	comp := Components{ClientID: c.clientID, RequestID: requestID, Timestamp: timestamp, Target: path}
 	var rd io.Reader
@@ -211,7 +230,7 @@ func (c *Client) do(ctx context.Context, method, path, requestID string, body []
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
 	if err != nil {
-		return 0, nil, fmt.Errorf("doku: build request: %w", err)
+		return 0, nil, 0, fmt.Errorf("doku: build request: %w", err)
 	}
 	req.Header.Set(HeaderClientID, c.clientID)
 	req.Header.Set(HeaderRequestID, requestID)
@@ -224,14 +243,14 @@ func (c *Client) do(ctx context.Context, method, path, requestID string, body []
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
+		return 0, nil, 0, fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
 	}
 	defer resp.Body.Close()
 	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %s %s: reading response: %v", ErrUnavailable, method, path, err)
+		return 0, nil, 0, fmt.Errorf("%w: %s %s: reading response: %v", ErrUnavailable, method, path, err)
 	}
 	// Drain what is left so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
-	return resp.StatusCode, respBody, nil
+	return resp.StatusCode, respBody, retryAfter(resp.Header), nil
 }

@@ -2,7 +2,10 @@ package doku
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -24,5 +27,21 @@ func (c *Client) Issue(ctx context.Context, inv *invoice.Invoice) (invoice.Issue
 	if IsRejection(err) && errors.As(err, &ae) {
 		return is, &invoice.Error{Kind: invoice.ErrDokuRejected, Message: ae.Message, Cause: err}
 	}
-	return is, &invoice.Error{Kind: invoice.ErrDokuUnavailable, Message: "DOKU did not confirm the payment code; retry the same request later", Cause: err}
+	unavailable := &invoice.Error{Kind: invoice.ErrDokuUnavailable, Message: "DOKU did not confirm the payment code; retry the same request later", Cause: err}
+	if errors.As(err, &ae) {
+		unavailable.RetryAfter = ae.RetryAfter
+	}
+	return is, unavailable
+}
+
+// Environment implements service.Gateway: the DOKU this client talks to.
+func (c *Client) Environment() string { return EnvironmentID(c.baseURL, c.clientID) }
+
+// EnvironmentID names a DOKU environment as invoices record it: a digest of DOKU's base URL and our
+// Client-Id there — the simulator, the sandbox and production, or two merchant accounts, differ in
+// one or the other. It is a digest so that neither is repeated in every row (and the Client-Id is
+// not spelt out in /readyz).
+func EnvironmentID(baseURL, clientID string) string {
+	d := sha256.Sum256([]byte(strings.TrimRight(baseURL, "/") + "\n" + clientID))
+	return "env_" + hex.EncodeToString(d[:8])
 }

@@ -24,7 +24,7 @@ func (c *Client) CheckStatus(ctx context.Context, invoiceNumber string) (r invoi
 	k := call{endpoint: "check_status", requestID: uuid.NewString(), invoiceNumber: invoiceNumber, start: time.Now()}
 	status := 0
 	defer func() { c.done(ctx, k, status, outcomeOf(status, err), err) }()
-	status, body, err := c.do(ctx, http.MethodGet, StatusPath(invoiceNumber), k.requestID, nil)
+	status, body, _, err := c.do(ctx, http.MethodGet, StatusPath(invoiceNumber), k.requestID, nil)
 	if err != nil {
 		return invoice.PaymentReport{}, err
 	}

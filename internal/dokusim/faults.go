@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -19,6 +20,8 @@ type Faults struct {
 	FailMessage string `json:"fail_message"`
 	// FailWith200 sends those error bodies with HTTP 200, as DOKU does at times.
 	FailWith200 bool `json:"fail_with_200"`
+	// FailRetryAfter, in seconds, is sent as Retry-After with those failures (none when 0).
+	FailRetryAfter int `json:"fail_retry_after"`
 	// HangNext makes the next N API calls hang until the caller gives up (a timeout).
 	HangNext int `json:"hang_next"`
 	// LoseResponseNext makes the next N generate calls issue their code as usual and then hang
@@ -52,7 +55,7 @@ func (s *Simulator) takeFault(ctx context.Context) (func(http.ResponseWriter), b
 		answer = func(http.ResponseWriter) { s.hang(ctx) }
 	case f.FailNext > 0:
 		f.FailNext--
-		status, msg := f.FailStatus, f.FailMessage
+		status, msg, retry := f.FailStatus, f.FailMessage, f.FailRetryAfter
 		if status == 0 {
 			status = http.StatusServiceUnavailable
 		}
@@ -62,7 +65,12 @@ func (s *Simulator) takeFault(ctx context.Context) (func(http.ResponseWriter), b
 		if f.FailWith200 {
 			status = http.StatusOK
 		}
-		answer = func(w http.ResponseWriter) { dokuError(w, status, "simulated_fault", msg) }
+		answer = func(w http.ResponseWriter) {
+			if retry > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(retry))
+			}
+			dokuError(w, status, "simulated_fault", msg)
+		}
 	}
 	s.mu.Unlock()
 
@@ -81,19 +89,20 @@ func (s *Simulator) getFaults(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	f := s.faults
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, f)
+	writeControl(w, http.StatusOK, f)
 }
 
 func (s *Simulator) putFaults(w http.ResponseWriter, r *http.Request) {
 	var f Faults
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 || f.LoseResponseNext < 0 || f.NotifyDelayMS < 0 {
+	if err := dec.Decode(&f); err != nil || f.LatencyMS < 0 || f.FailNext < 0 || f.HangNext < 0 || f.LoseResponseNext < 0 || f.NotifyDelayMS < 0 ||
+		f.FailRetryAfter < 0 {
 		dokuError(w, http.StatusBadRequest, "invalid_request", "body must be a faults object with non-negative counts: "+errString(err))
 		return
 	}
 	s.SetFaults(f)
-	writeJSON(w, http.StatusOK, f)
+	writeControl(w, http.StatusOK, f)
 }
 
 func errString(err error) string {

@@ -42,7 +42,7 @@ func (s *Simulator) pay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := s.send(r.Context(), t.notification)
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeControl(w, http.StatusOK, map[string]any{
 		"invoice_number": t.invoiceNumber,
 		"payment_code":   t.code,
 		"transaction_id": t.trxID,
@@ -126,7 +126,7 @@ func (s *Simulator) notify(w http.ResponseWriter, r *http.Request) {
 	}
 	p.Channel = or(p.Channel, invoice.ChannelAlfa)
 	p.TransactionID = or(p.TransactionID, fmt.Sprintf("TRX%08d", seq))
-	writeJSON(w, http.StatusOK, map[string]any{"notification": s.send(r.Context(), NotificationBody(p))})
+	writeControl(w, http.StatusOK, map[string]any{"notification": s.send(r.Context(), NotificationBody(p))})
 }
 
 func or[T ~string](v, fallback T) T {
@@ -192,18 +192,43 @@ func (s *Simulator) later(delay time.Duration, d *delivery) {
 
 type clockRequest struct {
 	Advance string `json:"advance"`
+	Reset   bool   `json:"reset"`
 }
 
+// advanceClock moves DOKU's clock: {"advance": "2h"} forward, {"advance": "-1h"} back (never before
+// the real time: the simulator's clock only ever runs ahead of it), {"reset": true} back to the real
+// time.
 func (s *Simulator) advanceClock(w http.ResponseWriter, r *http.Request) {
 	var req clockRequest
-	err := json.NewDecoder(io.LimitReader(r.Body, 1<<10)).Decode(&req)
-	d, perr := time.ParseDuration(req.Advance)
-	if err != nil || perr != nil || d < 0 {
-		dokuError(w, http.StatusBadRequest, "invalid_request", `body must be {"advance": "<Go duration, e.g. 2h>"}`)
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Reset == (req.Advance != "") {
+		dokuError(w, http.StatusBadRequest, "invalid_request", `body must be {"advance": "<Go duration, e.g. 2h or -30m>"} or {"reset": true}`)
 		return
 	}
-	s.Advance(d)
-	writeJSON(w, http.StatusOK, map[string]string{"now": s.now().UTC().Format(time.RFC3339)})
+	if req.Reset {
+		s.offsetMu.Lock()
+		s.clockOffset = 0
+		s.offsetMu.Unlock()
+		writeControl(w, http.StatusOK, map[string]string{"now": s.now().UTC().Format(time.RFC3339)})
+		return
+	}
+	d, err := time.ParseDuration(req.Advance)
+	if err != nil {
+		dokuError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("advance %q is not a Go duration such as 2h, 90m or -30m", req.Advance))
+		return
+	}
+	s.offsetMu.Lock()
+	if s.clockOffset+d < 0 {
+		ahead := s.clockOffset
+		s.offsetMu.Unlock()
+		dokuError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf(
+			"the clock is %s ahead of the real time and cannot go back further than that (before the real time, codes issued now would already be old); {\"reset\": true} sets it to the real time", ahead))
+		return
+	}
+	s.clockOffset += d
+	s.offsetMu.Unlock()
+	writeControl(w, http.StatusOK, map[string]string{"now": s.now().UTC().Format(time.RFC3339)})
 }
 
 // deliver sends the notification once, signed with a fresh timestamp but the same Request-Id.

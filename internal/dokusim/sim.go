@@ -171,6 +171,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, body)
 }
 
+// writeControl answers a control request (pay, notify, faults, clock): JSON with a final newline, so
+// that curl's output does not run into the prompt.
+func writeControl(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
+	writeRaw(w, status, append(body, '\n'))
+}
+
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -21,11 +22,16 @@ func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
 	if invoice.CheckInvoiceNumber(req.InvoiceNumber) == "" {
 		logAbout(r, req.InvoiceNumber)
 	}
-	// Every bad field at once: the body's own, and the domain's.
+	// Every bad field at once: the body's own, and the domain's — one message per field, the body's
+	// (an amount of "150000" is not an integer; that it is then missing is no news).
 	d, errs := req.draft()
 	var domain *invoice.ValidationError
 	if err := h.svc.ValidateDraft(d); errors.As(err, &domain) {
-		errs = append(errs, domain.Fields...)
+		for _, fe := range domain.Fields {
+			if !slices.ContainsFunc(errs, func(e invoice.FieldError) bool { return e.Field == fe.Field }) {
+				errs = append(errs, fe)
+			}
+		}
 	}
 	if len(errs) > 0 {
 		writeError(w, r, invalid(errs...))

@@ -101,15 +101,26 @@ func accessLog(base zerolog.Logger, m *metrics.Metrics) func(http.Handler) http.
 }
 
 // limitBody caps every request body; a larger body fails to read with *http.MaxBytesError, which the
-// handler answers as 413 — after routing, so the request is logged and counted under its route.
+// handler answers as 413 — after routing, so the request is logged and counted under its route. A body
+// that announces more than the limit fails at once, without waiting for bytes that would be refused.
 func limitBody(max int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Body = http.MaxBytesReader(w, r.Body, max)
+			if r.ContentLength > max {
+				r.Body = tooLarge{limit: max}
+			} else {
+				r.Body = http.MaxBytesReader(w, r.Body, max)
+			}
 			next.ServeHTTP(w, r)
 		})
 	}
 }
+
+// tooLarge is the body of a request whose Content-Length is over the limit: reading it fails at once.
+type tooLarge struct{ limit int64 }
+
+func (b tooLarge) Read([]byte) (int, error) { return 0, &http.MaxBytesError{Limit: b.limit} }
+func (b tooLarge) Close() error             { return nil }
 
 // logAbout adds the invoice a request is about to every line logged for it, the access line included.
 func logAbout(r *http.Request, number string) {

@@ -39,6 +39,7 @@ const (
 	codeAlreadyResolved     code = "already_resolved"
 	codeNotCancellable      code = "not_cancellable"
 	codeCursorExpired       code = "cursor_expired"
+	codeOtherEnvironment    code = "doku_environment_mismatch"
 	codeInternal            code = "internal"
 )
 
@@ -46,7 +47,7 @@ const (
 var codes = []code{codeValidation, codeInvalidJSON, codeNotFound, codeInvoiceExists, codeUnauthorized, codeTooLarge,
 	codeUnsupportedType, codeDokuUnavailable, codeDokuRejected, codeUnavailable, codeNotIssued, codeBadSignature,
 	codeInvalidNotification, codeMethodNotAllowed, codeRequestInProgress, codeRateLimited, codeForbidden,
-	codeStaleNotification, codeAlreadyResolved, codeNotCancellable, codeCursorExpired, codeInternal}
+	codeStaleNotification, codeAlreadyResolved, codeNotCancellable, codeCursorExpired, codeOtherEnvironment, codeInternal}
 
 // domainProblems is the one table from the domain's errors to what a client sees.
 var domainProblems = []struct {
@@ -62,6 +63,7 @@ var domainProblems = []struct {
 	{invoice.ErrNotCancellable, http.StatusConflict, codeNotCancellable},
 	{invoice.ErrRateLimited, http.StatusTooManyRequests, codeRateLimited},
 	{invoice.ErrCursorExpired, http.StatusGone, codeCursorExpired},
+	{invoice.ErrOtherEnvironment, http.StatusConflict, codeOtherEnvironment},
 	{invoice.ErrDokuRejected, http.StatusBadGateway, codeDokuRejected},
 	{invoice.ErrDokuUnavailable, http.StatusServiceUnavailable, codeDokuUnavailable},
 	{invoice.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable},

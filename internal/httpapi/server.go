@@ -42,8 +42,10 @@ type Config struct {
 type Deps struct {
 	Service       *service.Service
 	Notifications NotificationReader
-	// Ready reports whether the service can do its work (database reachable, schema current).
+	// Ready reports whether the service can do its work (database reachable, schema current);
+	// Notices, what a ready service still wants an operator to know.
 	Ready   func(ctx context.Context) error
+	Notices func(ctx context.Context) ([]string, error)
 	Logger  zerolog.Logger
 	Metrics *metrics.Metrics
 	// Hub wakes the status streams when their invoice has new events; Closing, once closed, ends
@@ -57,6 +59,7 @@ type handlers struct {
 	svc           *service.Service
 	notifications NotificationReader
 	ready         func(ctx context.Context) error
+	notices       func(ctx context.Context) ([]string, error)
 	metrics       *metrics.Metrics
 	hub           *stream.Hub
 	closing       <-chan struct{}
@@ -65,8 +68,8 @@ type handlers struct {
 
 // NewServer returns the service's HTTP handler.
 func NewServer(cfg Config, deps Deps) http.Handler {
-	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, metrics: deps.Metrics,
-		hub: deps.Hub, closing: deps.Closing}
+	h := &handlers{cfg: cfg, svc: deps.Service, notifications: deps.Notifications, ready: deps.Ready, notices: deps.Notices,
+		metrics: deps.Metrics, hub: deps.Hub, closing: deps.Closing}
 	return h.routes(deps.Logger)
 }
 
@@ -100,5 +103,13 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	out := struct {
+		Status  string   `json:"status"`
+		Notices []string `json:"notices,omitempty"`
+	}{Status: "ready"}
+	if h.notices != nil {
+		// Ready all the same: notices are for a person, not a reason to take the replica out.
+		out.Notices, _ = h.notices(r.Context())
+	}
+	writeJSON(w, http.StatusOK, out)
 }

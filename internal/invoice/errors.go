@@ -27,6 +27,8 @@ var (
 	ErrDokuRejected = errors.New("DOKU refused the request")
 	// ErrDokuUnavailable: DOKU's answer is unknown or temporary; retry the same request.
 	ErrDokuUnavailable = errors.New("DOKU did not answer")
+	// ErrOtherEnvironment: the invoice was issued by another DOKU than the one this service talks to.
+	ErrOtherEnvironment = errors.New("the invoice belongs to another DOKU environment")
 	// ErrCursorExpired: what came after a cursor is no longer kept (retention); start again.
 	ErrCursorExpired = errors.New("the cursor points before data that has been purged")
 	// ErrUnavailable: the database cannot be reached; nothing was changed, retry.

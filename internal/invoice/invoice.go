@@ -100,6 +100,9 @@ type Invoice struct {
 	// issuing two codes for one order.
 	DokuRequestID   string
 	DokuRequestBody []byte
+	// DokuEnv is the DOKU that issued (or is asked for) the code: a digest of its base URL and our
+	// Client-Id there. Only that DOKU is asked about the invoice.
+	DokuEnv string
 
 	PaymentCode     string
 	HowToPayPage    string

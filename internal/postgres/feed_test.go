@@ -288,7 +288,7 @@ func TestWaitingForARowLockTakesNoTransactionID(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		var waiting bool
 		var xid *string
-		if err := db.Pool.QueryRow(ctx, `SELECT wait_event_type = 'Lock', backend_xid::text FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&waiting, &xid); err != nil {
+		if err := db.Pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false), backend_xid::text FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&waiting, &xid); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {

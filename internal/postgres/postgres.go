@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"strconv"
 	"time"
@@ -28,7 +29,9 @@ import (
 // session, so no statement, lock wait or transaction left idle can hold a request, a worker or
 // shutdown forever, whatever the database or the network does; zero leaves PostgreSQL's default.
 type PoolOptions struct {
-	MaxConns         int32 // 0: pool_max_conns from the URL, or pgx's default
+	MaxConns int32 // 0: pool_max_conns from the URL, or pgx's default
+	// ConnectTimeout bounds each connection attempt unless the URL sets connect_timeout.
+	ConnectTimeout   time.Duration
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
 	IdleInTxTimeout  time.Duration
@@ -44,6 +47,9 @@ func Open(ctx context.Context, url string, o PoolOptions) (*pgxpool.Pool, error)
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 && o.ConnectTimeout > 0 {
+		cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	}
 	for param, d := range map[string]time.Duration{"statement_timeout": o.StatementTimeout, "lock_timeout": o.LockTimeout,
 		"idle_in_transaction_session_timeout": o.IdleInTxTimeout} {
@@ -70,6 +76,12 @@ type Migrator struct {
 // lock: an advisory lock held for the whole run, so any number of replicas can start at once and
 // exactly one migrates while the others wait for it. Close it when done.
 func NewMigrator(pool *pgxpool.Pool) (*Migrator, error) {
+	return NewMigratorFS(pool, migrations.FS)
+}
+
+// NewMigratorFS is NewMigrator with the migrations of fsys in place of the embedded ones, under the
+// same settings: a test runs throwaway migrations through it exactly as production runs the real ones.
+func NewMigratorFS(pool *pgxpool.Pool, fsys fs.FS) (*Migrator, error) {
 	cc := pool.Config().ConnConfig.Copy()
 	cc.RuntimeParams["statement_timeout"] = "0"
 	db := stdlib.OpenDB(*cc)
@@ -79,7 +91,7 @@ func NewMigrator(pool *pgxpool.Pool) (*Migrator, error) {
 		db.Close()
 		return nil, err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithSessionLocker(locker))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: load migrations: %w", err)

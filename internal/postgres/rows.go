@@ -30,6 +30,7 @@ type invoiceRow struct {
 	Metadata         []byte       `db:"metadata"`
 	DokuRequestID    string       `db:"doku_request_id"`
 	DokuRequestBody  []byte       `db:"doku_request_body"`
+	DokuEnv          *string      `db:"doku_env"`
 	PaymentCode      *string      `db:"payment_code"`
 	HowToPayPage     string       `db:"how_to_pay_page"`
 	HowToPayAPI      string       `db:"how_to_pay_api"`
@@ -114,6 +115,9 @@ func (r *invoiceRow) toInvoice() *invoice.Invoice {
 	}
 	if r.PaymentCode != nil {
 		inv.PaymentCode = *r.PaymentCode
+	}
+	if r.DokuEnv != nil {
+		inv.DokuEnv = *r.DokuEnv
 	}
 	if len(r.Metadata) > 0 {
 		inv.Metadata = json.RawMessage(r.Metadata)

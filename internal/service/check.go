@@ -12,7 +12,7 @@ import (
 // ClaimChecks hands the reconciler up to n invoices whose status check is due, each held for
 // CheckLease so that no other replica checks it meanwhile.
 func (s *Service) ClaimChecks(ctx context.Context, n int) ([]*invoice.Invoice, error) {
-	return s.store.ClaimDueChecks(ctx, n, s.cfg.CheckLease)
+	return s.store.ClaimDueChecks(ctx, n, s.cfg.CheckLease, s.env)
 }
 
 // Check asks DOKU for inv's status and applies the answer through the shared transition (ApplyCheck):
@@ -75,6 +75,10 @@ func (s *Service) Sync(ctx context.Context, number string) (*invoice.Invoice, in
 	inv, err := s.store.Get(ctx, number)
 	if err != nil {
 		return nil, "", err
+	}
+	if err := s.ownInvoice(inv); err != nil {
+		_ = s.store.ReleaseSync(context.WithoutCancel(ctx), number, claim)
+		return inv, "", err
 	}
 	var outcome invoice.Outcome
 	switch inv.Status {

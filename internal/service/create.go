@@ -20,10 +20,11 @@ func (s *Service) Create(ctx context.Context, d invoice.Draft) (inv *invoice.Inv
 	if err != nil {
 		return nil, false, err
 	}
-	req.DokuRequestID = s.newRequestID()
 	if req.DokuRequestBody, err = s.gateway.RequestBody(req); err != nil {
 		return nil, false, err
 	}
+	req.DokuEnv = s.env
+	req.DokuRequestID = requestIDFor(s.env, req.Number, req.DokuRequestBody)
 	// The insert commits before DOKU is called, so a crash after DOKU answered still leaves a row
 	// holding the Request-Id and bytes to recover the code with.
 	inv, created, err = s.store.Create(ctx, req, s.cfg.Issue.Lease)
@@ -46,6 +47,9 @@ func (s *Service) Create(ctx context.Context, d invoice.Draft) (inv *invoice.Inv
 // refusal again — never a second call — and any other is returned as it is.
 func (s *Service) finish(ctx context.Context, inv *invoice.Invoice, source invoice.Source) (*invoice.Invoice, error) {
 	if inv.Status == invoice.StatusCreating {
+		if err := s.ownInvoice(inv); err != nil {
+			return inv, err
+		}
 		claimed, ok, err := s.store.ClaimIssue(ctx, inv.Number, s.cfg.Issue.Lease, s.cfg.Issue.ResumeAfter)
 		if err != nil {
 			return inv, err
@@ -104,6 +108,10 @@ func (s *Service) issue(ctx context.Context, inv *invoice.Invoice, source invoic
 		retryIn := s.cfg.Issue.ResumeAfter
 		if source == invoice.SourceResumer {
 			retryIn = s.cfg.Issue.Backoff(inv.IssueAttempts)
+		}
+		if asked := invoice.RetryAfter(gwErr); asked > 0 {
+			// DOKU said when to ask again: the resumer does then, neither sooner nor needlessly later.
+			retryIn = asked
 		}
 		_, _ = s.update(ctx, inv.Number, func(cur *invoice.Invoice) error {
 			cur.Record(call)

@@ -10,7 +10,7 @@ import (
 // ClaimIssues hands the resumer up to n creating invoices due for another attempt, each with its
 // issue lease taken.
 func (s *Service) ClaimIssues(ctx context.Context, n int) ([]*invoice.Invoice, error) {
-	return s.store.ClaimDueIssues(ctx, n, s.cfg.Issue.Lease, s.cfg.Issue.MaxAttempts)
+	return s.store.ClaimDueIssues(ctx, n, s.cfg.Issue.Lease, s.cfg.Issue.MaxAttempts, s.env)
 }
 
 // Resumed is what one resume attempt came to.

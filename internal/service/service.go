@@ -7,6 +7,8 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,12 +25,16 @@ type Store interface {
 	// ClaimIssue takes the issue lease of a creating invoice if nobody holds it (ok false otherwise);
 	// the resumer leaves it alone for resumeAfter.
 	ClaimIssue(ctx context.Context, number string, lease, resumeAfter time.Duration) (inv *invoice.Invoice, ok bool, err error)
-	// ClaimDueIssues takes the issue leases of up to limit creating invoices due for another attempt
-	// that have had fewer than maxAttempts.
-	ClaimDueIssues(ctx context.Context, limit int, lease time.Duration, maxAttempts int) ([]*invoice.Invoice, error)
-	// ClaimDueChecks hands out up to limit invoices whose status check is due, each held (its next
-	// check moved lease ahead) so that no other replica checks it meanwhile.
-	ClaimDueChecks(ctx context.Context, limit int, lease time.Duration) ([]*invoice.Invoice, error)
+	// ClaimDueIssues takes the issue leases of up to limit creating invoices of DOKU environment env
+	// due for another attempt that have had fewer than maxAttempts.
+	ClaimDueIssues(ctx context.Context, limit int, lease time.Duration, maxAttempts int, env string) ([]*invoice.Invoice, error)
+	// ClaimDueChecks hands out up to limit invoices of DOKU environment env whose status check is
+	// due, each held (its next check moved lease ahead) so that no other replica checks it meanwhile.
+	ClaimDueChecks(ctx context.Context, limit int, lease time.Duration, env string) ([]*invoice.Invoice, error)
+	// AdoptInvoices makes up to batch open invoices without an environment, or of one of from, env's.
+	AdoptInvoices(ctx context.Context, env string, from []string, batch int) (int, error)
+	// ForeignInvoices counts the open invoices of other environments than env, by environment.
+	ForeignInvoices(ctx context.Context, env string) (map[string]int, error)
 	// ClaimSync takes the invoice's manual-sync slot if the last sync was at least interval ago;
 	// ReleaseSync gives it back.
 	ClaimSync(ctx context.Context, number string, interval time.Duration) (invoice.SyncClaim, error)
@@ -94,6 +100,9 @@ type Outbox interface {
 // Gateway issues payment codes and answers status checks (DOKU). Its errors are
 // invoice.ErrDokuRejected for a definite refusal and invoice.ErrDokuUnavailable otherwise.
 type Gateway interface {
+	// Environment names the DOKU this gateway talks to (its base URL and our Client-Id there), as
+	// invoices record it.
+	Environment() string
 	// RequestBody is the exact request for inv, built once and stored with it.
 	RequestBody(inv *invoice.Invoice) ([]byte, error)
 	// Issue sends inv's stored Request-Id and body and returns the issued code.
@@ -132,16 +141,34 @@ type Config struct {
 
 // Service is the application service. Build it with New; it is safe for concurrent use.
 type Service struct {
-	cfg          Config
-	store        Store
-	gateway      Gateway
-	now          func() time.Time
-	newRequestID func() string
+	cfg     Config
+	store   Store
+	gateway Gateway
+	now     func() time.Time
+	// env is the DOKU environment the gateway talks to: the one invoices are issued by and checked with.
+	env string
 }
 
 // New returns the service over store and gateway, deciding by cfg.
 func New(cfg Config, store Store, gateway Gateway) *Service {
-	return &Service{cfg: cfg, store: store, gateway: gateway, now: time.Now, newRequestID: uuid.NewString}
+	return &Service{cfg: cfg, store: store, gateway: gateway, now: time.Now, env: gateway.Environment()}
+}
+
+// Environment is the DOKU environment this service issues invoices with and asks about them.
+func (s *Service) Environment() string { return s.env }
+
+// requestIDSpace is the namespace of the Request-Ids invoices are issued with.
+var requestIDSpace = uuid.MustParse("6c1e0c6a-5d4f-4b0e-9f57-2b9f6f9f4a1d")
+
+// requestIDFor is the Request-Id an invoice is issued with: derived from the DOKU environment, the
+// invoice number and the exact request bytes, so the same request always carries the same id. Should
+// a committed invoice be lost with a database that failed over, the client's retry of the same
+// request sends DOKU the same Request-Id and bytes, and DOKU's idempotency answers with the code it
+// issued the first time — never "invoice number already used", which would fail an invoice whose
+// code the customer holds.
+func requestIDFor(env, number string, body []byte) string {
+	digest := sha256.Sum256(body)
+	return uuid.NewSHA1(requestIDSpace, []byte(env+"\n"+number+"\n"+hex.EncodeToString(digest[:]))).String()
 }
 
 // update is every row-locked change: fn decides, and the invoice's check schedule is kept true to

@@ -71,6 +71,7 @@ func TestCrashAfterDokuAnsweredIsRecovered(t *testing.T) {
 		}
 		inv.DokuRequestID = number + "-request-id"
 		inv.DokuRequestBody, _ = doku.GenerateBody(inv, apitest.BodyDefaults)
+		inv.DokuEnv = s.Service.Environment()
 		stored, _, err := s.App.Store.Create(ctx, inv, 200*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
