@@ -140,7 +140,11 @@ func migrate(ctx context.Context, direction string, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	m, err := postgres.NewMigrator(pool)
+	session, err := postgres.SessionConfig(pool, db.DatabaseDirectURL.Value())
+	if err != nil {
+		return err
+	}
+	m, err := postgres.NewMigratorVia(pool, session)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
@@ -47,7 +48,10 @@ type App struct {
 	Store *postgres.Store
 
 	migrator *postgres.Migrator
-	closeDB  func()
+	// session is how the listener and the migrator reach PostgreSQL: a session each, never through a
+	// transaction-mode pooler (DATABASE_DIRECT_URL).
+	session *pgx.ConnConfig
+	closeDB func()
 	// closing is closed when shutdown begins: the status streams end.
 	closing     chan struct{}
 	closingOnce sync.Once
@@ -68,6 +72,7 @@ type Options struct {
 // New builds the service from cfg (already validated). Close it when done.
 func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) (*App, error) {
 	a := &App{Config: cfg, Log: log, Pool: o.Pool, closeDB: func() {}, closing: make(chan struct{})}
+	var err error
 	if a.Pool == nil {
 		pool, err := OpenDatabase(ctx, cfg.Database, log)
 		if err != nil {
@@ -75,7 +80,11 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger, o Options) 
 		}
 		a.Pool, a.closeDB = pool, pool.Close
 	}
-	m, err := postgres.NewMigrator(a.Pool)
+	if a.session, err = postgres.SessionConfig(a.Pool, cfg.DatabaseDirectURL.Value()); err != nil {
+		a.closeDB()
+		return nil, err
+	}
+	m, err := postgres.NewMigratorVia(a.Pool, a.session)
 	if err != nil {
 		a.closeDB()
 		return nil, err
@@ -168,7 +177,7 @@ func (a *App) EndStreams() { a.closingOnce.Do(func() { close(a.closing) }) }
 // open status streams start it themselves). connected, when not nil, is called each time the
 // listener (re)connects.
 func (a *App) Listen(ctx context.Context, connected func()) {
-	postgres.Listen(ctx, a.Pool, a.Log.With().Str("worker", "listener").Logger(), func() {
+	postgres.Listen(ctx, a.session, a.Log.With().Str("worker", "listener").Logger(), func() {
 		a.Hub.NotifyAll()
 		if connected != nil {
 			connected()

@@ -44,6 +44,11 @@ func (s Secret) Value() string { return string(s) }
 // Database is the part of the configuration that `o2o migrate` needs.
 type Database struct {
 	DatabaseURL Secret `envconfig:"DATABASE_URL" required:"true" desc:"PostgreSQL connection string"`
+	// DatabaseDirectURL reaches PostgreSQL itself when DATABASE_URL goes through a connection pooler in
+	// transaction mode (PgBouncer, CloudNativePG's Pooler): the event listener (LISTEN) and the
+	// migrations (a session-level advisory lock) need a session of their own, which such a pooler
+	// does not keep. Empty: DATABASE_URL serves for both.
+	DatabaseDirectURL Secret `envconfig:"DATABASE_DIRECT_URL" desc:"PostgreSQL itself, when DATABASE_URL goes through a transaction-mode pooler: for LISTEN and migrations"`
 	// DBMaxConns bounds the pool shared by requests and workers.
 	DBMaxConns int32 `envconfig:"DB_MAX_CONNS" default:"20" desc:"pool size shared by requests and workers"`
 	// DBStartupTimeout is how long start-up waits for the database to answer before giving up.

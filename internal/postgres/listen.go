@@ -5,18 +5,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 )
 
-// Listen holds a connection of its own (outside the pool, which it would otherwise hold a slot of)
+// Listen holds a connection of its own (outside the pool, which it would otherwise hold a slot of, and
+// to PostgreSQL itself: LISTEN needs a session, which a transaction-mode pooler does not keep)
 // LISTENing to the events channel, and calls onEvent with the invoice number of every event committed
 // — by any replica — until ctx ends. Whenever it (re)connects it calls onConnected: notifications sent
 // while it was away are lost, so whoever waits must look for themselves.
-func Listen(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger, onConnected func(), onEvent func(number string)) {
+func Listen(ctx context.Context, session *pgx.ConnConfig, log zerolog.Logger, onConnected func(), onEvent func(number string)) {
 	const retry = time.Second
 	for ctx.Err() == nil {
-		err := listenOnce(ctx, pool, onConnected, onEvent)
+		err := listenOnce(ctx, session, onConnected, onEvent)
 		if ctx.Err() != nil {
 			return
 		}
@@ -29,8 +29,8 @@ func Listen(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger, onConne
 	}
 }
 
-func listenOnce(ctx context.Context, pool *pgxpool.Pool, onConnected func(), onEvent func(string)) error {
-	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+func listenOnce(ctx context.Context, session *pgx.ConnConfig, onConnected func(), onEvent func(string)) error {
+	conn, err := pgx.ConnectConfig(ctx, session.Copy())
 	if err != nil {
 		return err
 	}

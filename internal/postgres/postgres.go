@@ -64,6 +64,29 @@ func Open(ctx context.Context, url string, o PoolOptions) (*pgxpool.Pool, error)
 	return pool, nil
 }
 
+// SessionConfig is the connection configuration of what needs a database session of its own — the
+// event listener and the migrator — with pool's session settings: directURL's when it is given
+// (DATABASE_URL then goes through a transaction-mode pooler, which keeps no session), else pool's.
+func SessionConfig(pool *pgxpool.Pool, directURL string) (*pgx.ConnConfig, error) {
+	cc := pool.Config().ConnConfig.Copy()
+	if directURL == "" {
+		return cc, nil
+	}
+	direct, err := pgx.ParseConfig(directURL)
+	if err != nil {
+		return nil, errors.New("DATABASE_DIRECT_URL is not a valid PostgreSQL connection string")
+	}
+	for k, v := range cc.RuntimeParams {
+		if _, set := direct.RuntimeParams[k]; !set {
+			direct.RuntimeParams[k] = v
+		}
+	}
+	if direct.ConnectTimeout == 0 {
+		direct.ConnectTimeout = cc.ConnectTimeout
+	}
+	return direct, nil
+}
+
 // Migrator applies the embedded migrations.
 type Migrator struct {
 	pool     *pgxpool.Pool
@@ -76,13 +99,23 @@ type Migrator struct {
 // lock: an advisory lock held for the whole run, so any number of replicas can start at once and
 // exactly one migrates while the others wait for it. Close it when done.
 func NewMigrator(pool *pgxpool.Pool) (*Migrator, error) {
-	return NewMigratorFS(pool, migrations.FS)
+	return newMigrator(pool, pool.Config().ConnConfig.Copy(), migrations.FS)
 }
 
 // NewMigratorFS is NewMigrator with the migrations of fsys in place of the embedded ones, under the
 // same settings: a test runs throwaway migrations through it exactly as production runs the real ones.
 func NewMigratorFS(pool *pgxpool.Pool, fsys fs.FS) (*Migrator, error) {
-	cc := pool.Config().ConnConfig.Copy()
+	return newMigrator(pool, pool.Config().ConnConfig.Copy(), fsys)
+}
+
+// NewMigratorVia is NewMigrator migrating over session, a connection configuration of its own (see
+// SessionConfig): goose's lock is a session-level advisory lock, which a transaction-mode pooler does
+// not keep.
+func NewMigratorVia(pool *pgxpool.Pool, session *pgx.ConnConfig) (*Migrator, error) {
+	return newMigrator(pool, session.Copy(), migrations.FS)
+}
+
+func newMigrator(pool *pgxpool.Pool, cc *pgx.ConnConfig, fsys fs.FS) (*Migrator, error) {
 	cc.RuntimeParams["statement_timeout"] = "0"
 	db := stdlib.OpenDB(*cc)
 	// Waiters poll for the lock every second, for up to ten minutes.
