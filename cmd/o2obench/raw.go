@@ -26,6 +26,10 @@ func (g *instantDoku) RequestBody(*invoice.Invoice) ([]byte, error) { return []b
 
 func (g *instantDoku) Environment() string { return "env_instant" }
 
+func (g *instantDoku) HowToPay(context.Context, string) ([]invoice.Instruction, error) {
+	return nil, nil
+}
+
 func (g *instantDoku) Issue(_ context.Context, inv *invoice.Invoice) (invoice.Issued, error) {
 	return invoice.Issued{PaymentCode: fmt.Sprintf("8888%012d", g.seq.Add(1)), HowToPayPage: "p", HowToPayAPI: "a",
 		ExpiresAt: time.Now().Add(time.Hour)}, nil

@@ -19,6 +19,7 @@ type InvoiceView struct {
 	PaymentCode      *string         `json:"payment_code"`
 	HowToPayPage     *string         `json:"how_to_pay_page"`
 	HowToPayAPI      *string         `json:"how_to_pay_api"`
+	PaymentPageURL   *string         `json:"payment_page_url"`
 	ExpiresAt        *string         `json:"expires_at"`
 	PaidAt           *string         `json:"paid_at"`
 	PaidAfterExpiry  bool            `json:"paid_after_expiry"`

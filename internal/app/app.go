@@ -241,6 +241,7 @@ func serviceConfig(cfg config.Config) service.Config {
 		// A claimed delivery is held through its POST and the recording of the attempt.
 		DeliveryLease:       cfg.EventsTimeout + cfg.DBStatementTimeout + 5*time.Second,
 		StreamTokenTTL:      cfg.StreamTokenTTL,
+		PublicBaseURL:       cfg.PublicBaseURL,
 		CustomerAccessGrace: cfg.CustomerAccessGrace,
 		Retention:           cfg.Retention(),
 		PurgeBatch:          cfg.PurgeBatch,

@@ -5,9 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/strictjson"
 )
 
 // RequestBody implements service.Gateway: the generate request for inv.
@@ -44,4 +50,59 @@ func (c *Client) Environment() string { return EnvironmentID(c.baseURL, c.client
 func EnvironmentID(baseURL, clientID string) string {
 	d := sha256.Sum256([]byte(strings.TrimRight(baseURL, "/") + "\n" + clientID))
 	return "env_" + hex.EncodeToString(d[:8])
+}
+
+// maxInstructionsBytes bounds DOKU's how-to-pay answer.
+const maxInstructionsBytes = 64 << 10
+
+// HowToPay implements service.Gateway: the instructions at apiURL — the how_to_pay_api of a generate
+// answer — fetched as DOKU's own WooCommerce plugin fetches them, with a plain unsigned GET, and read
+// as it reads them: payment_instruction[], each a channel and its step[] (api/DOKU.md §7). Only
+// https (or plain http where DOKU_BASE_URL itself is, the simulator) is followed, never a redirect.
+func (c *Client) HowToPay(ctx context.Context, apiURL string) ([]invoice.Instruction, error) {
+	u, err := url.Parse(apiURL)
+	if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && strings.HasPrefix(c.baseURL, "http://")) {
+		return nil, fmt.Errorf("doku: how_to_pay_api %q is not an address to fetch", apiURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	client := *c.http
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxInstructionsBytes))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("doku: how_to_pay_api answered HTTP %d", resp.StatusCode)
+	}
+	var answer struct {
+		Instructions []invoice.Instruction `json:"payment_instruction"`
+	}
+	if err := strictjson.DecodeForeign(body, &answer); err != nil {
+		return nil, fmt.Errorf("doku: how_to_pay_api answered what its plugin could not read: %w", err)
+	}
+	var out []invoice.Instruction
+	for _, in := range answer.Instructions {
+		var steps []string
+		for _, s := range in.Steps {
+			if s = strings.TrimSpace(s); s != "" && utf8.ValidString(s) {
+				steps = append(steps, s)
+			}
+		}
+		if len(steps) > 0 {
+			out = append(out, invoice.Instruction{Channel: strings.TrimSpace(in.Channel), Steps: steps})
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("doku: how_to_pay_api had no steps")
+	}
+	return out, nil
 }

@@ -30,6 +30,8 @@ type Faults struct {
 	// StatusAnswer, when set, is the transaction.status every check status answers with (FAILED, or a
 	// status DOKU never documented), whatever the order's state.
 	StatusAnswer string `json:"status_answer"`
+	// HowToPayUnavailable makes how_to_pay_api answer 503: DOKU's instructions cannot be had.
+	HowToPayUnavailable bool `json:"how_to_pay_unavailable"`
 	// DropNotifications records payments but never sends their notifications.
 	DropNotifications bool `json:"drop_notifications"`
 	// NotifyDelayMS sends each notification this long after the payment instead of at once.

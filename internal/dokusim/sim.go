@@ -74,6 +74,7 @@ type Simulator struct {
 
 	generateCalls atomic.Int64
 	statusCalls   atomic.Int64
+	howToPayCalls atomic.Int64
 
 	stop    chan struct{}
 	stopped sync.Once
@@ -142,6 +143,9 @@ func (s *Simulator) GenerateCalls() int64 { return s.generateCalls.Load() }
 
 // StatusCalls is how many check-status requests arrived.
 func (s *Simulator) StatusCalls() int64 { return s.statusCalls.Load() }
+
+// HowToPayCalls is how many how_to_pay_api requests arrived.
+func (s *Simulator) HowToPayCalls() int64 { return s.howToPayCalls.Load() }
 
 // PaymentCode is the code the simulator issued for an invoice number ("" if none).
 func (s *Simulator) PaymentCode(invoiceNumber string) string {

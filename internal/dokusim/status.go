@@ -97,6 +97,14 @@ func (s *Simulator) howToPayPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Simulator) howToPayAPI(w http.ResponseWriter, r *http.Request) {
+	s.howToPayCalls.Add(1)
+	s.mu.Lock()
+	unavailable := s.faults.HowToPayUnavailable
+	s.mu.Unlock()
+	if unavailable {
+		dokuError(w, http.StatusServiceUnavailable, "simulated_fault", "Service Unavailable")
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"payment_instruction": []map[string]any{{
 		"channel": "STORE",
 		"step":    []string{"Go to the cashier", "Say you want to pay a DOKU payment code", "Give code " + chi.URLParam(r, "code"), "Pay and keep the receipt"},

@@ -26,6 +26,7 @@ func (h *handlers) apiRoutes() []route {
 		{http.MethodPost, "/v1/invoices/{invoice_number}/cancel", config.ScopeCheckout, h.cancelInvoice},
 		{http.MethodPost, "/v1/invoices/{invoice_number}/stream-token", config.ScopeCheckout, h.issueStreamToken},
 		{http.MethodDelete, "/v1/invoices/{invoice_number}/stream-tokens", config.ScopeCheckout, h.revokeStreamTokens},
+		{http.MethodPost, "/v1/invoices/{invoice_number}/payment-page/revoke", config.ScopeCheckout, h.revokePaymentPage},
 
 		{http.MethodGet, "/v1/events", config.ScopeEvents, h.listEvents},
 		{http.MethodGet, "/v1/events/{id}", config.ScopeEvents, h.getEvent},
@@ -72,6 +73,9 @@ func (h *handlers) routes(log zerolog.Logger) http.Handler {
 	// browser on another origin asks first (CORS).
 	r.Get("/v1/invoices/{invoice_number}/stream", h.streamInvoice)
 	r.Options("/v1/invoices/{invoice_number}/stream", h.streamPreflight)
+	// The customer's payment page and its stream: the page's token is the key.
+	r.Get("/pay/{invoice_number}/{token}", h.paymentPage)
+	r.Get("/pay/{invoice_number}/{token}/events", h.pageStream)
 
 	for _, rt := range h.apiRoutes() {
 		r.With(h.authorize(rt.scope)).Method(rt.method, rt.pattern, rt.handler)

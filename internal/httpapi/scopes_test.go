@@ -19,7 +19,8 @@ import (
 // publicRoutes answer without an API key, each for a reason: health and the contract for anyone,
 // DOKU's webhook (its signature), a status stream (a key with the checkout scope, or a token).
 var publicRoutes = []string{"GET /healthz", "GET /readyz", "GET /openapi.yaml", "POST /v1/notifications/doku",
-	"GET /v1/invoices/{invoice_number}/stream", "OPTIONS /v1/invoices/{invoice_number}/stream"}
+	"GET /v1/invoices/{invoice_number}/stream", "OPTIONS /v1/invoices/{invoice_number}/stream",
+	"GET /pay/{invoice_number}/{token}", "GET /pay/{invoice_number}/{token}/events"}
 
 // Every route the router serves is either public for a reason listed above or in the route table with
 // a scope: a route added any other way fails here. And a key with one scope is refused (403) on every

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -92,6 +93,8 @@ func (h *handlers) revokeStreamTokens(w http.ResponseWriter, r *http.Request) {
 type access struct {
 	token string // the token's digest, hex ("" for a key)
 	until time.Time
+	// valid says, at each heartbeat, whether the token still admits the stream (it may be revoked).
+	valid func(ctx context.Context) bool
 }
 
 func (a access) customer() bool { return a.token != "" }
@@ -122,7 +125,11 @@ func (h *handlers) streamAccess(r *http.Request, number string) (access, error) 
 	case owner != number:
 		return access{}, refuse(http.StatusForbidden, codeForbidden, "the stream token is for another invoice")
 	}
-	return access{token: hex.EncodeToString(service.TokenDigest(token)), until: until}, nil
+	valid := func(ctx context.Context) bool {
+		_, _, err := h.svc.StreamTokenInvoice(ctx, token)
+		return !errors.Is(err, invoice.ErrNotFound)
+	}
+	return access{token: hex.EncodeToString(service.TokenDigest(token)), until: until, valid: valid}, nil
 }
 
 // cors answers a browser's cross-origin request: allowed origins get the headers that let the page
@@ -222,6 +229,11 @@ func (h *handlers) streamInvoice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	h.serveStream(w, r, number, a)
+}
+
+// serveStream serves an invoice's stream to whoever a admits.
+func (h *handlers) serveStream(w http.ResponseWriter, r *http.Request, number string, a access) {
 	if err := h.streams.take(h.cfg.Stream, a); err != nil {
 		writeError(w, r, err)
 		return
@@ -282,10 +294,8 @@ func (h *handlers) follow(r *http.Request, s *eventStream, wake <-chan struct{},
 		case <-wake:
 			err = s.sendNew()
 		case <-beat.C:
-			if s.access.customer() {
-				if _, _, err := h.svc.StreamTokenInvoice(r.Context(), r.URL.Query().Get("token")); errors.Is(err, invoice.ErrNotFound) {
-					return
-				}
+			if s.access.valid != nil && !s.access.valid(r.Context()) {
+				return
 			}
 			if err = s.sendNew(); err == nil {
 				err = s.write([]byte(": heartbeat\n\n"))

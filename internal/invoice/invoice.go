@@ -103,6 +103,11 @@ type Invoice struct {
 	// DokuEnv is the DOKU that issued (or is asked for) the code: a digest of its base URL and our
 	// Client-Id there. Only that DOKU is asked about the invoice.
 	DokuEnv string
+	// PageToken opens the customer's payment page ("" for an invoice made before pages existed;
+	// revoking a page replaces it); PaymentPageURL is the page's address, made by the service from it
+	// (not stored).
+	PageToken      string
+	PaymentPageURL string
 
 	PaymentCode     string
 	HowToPayPage    string
@@ -145,6 +150,19 @@ type Invoice struct {
 	UpdatedAt  time.Time
 }
 
+// Final reports whether the invoice's outcome is settled for its customer: paid (a single-use code;
+// a reusable one may be paid again), expired, failed or cancelled. Money that still comes is recorded
+// all the same; this is what the customer's page and stream follow.
+func (inv *Invoice) Final() bool {
+	switch inv.Status {
+	case StatusExpired, StatusFailed, StatusCancelled:
+		return true
+	case StatusPaid:
+		return !inv.Reusable
+	}
+	return false
+}
+
 // TotalPaid is the sum of all recorded payments, in rupiah.
 func (inv *Invoice) TotalPaid() int64 {
 	var total int64
@@ -183,4 +201,11 @@ type SyncClaim struct {
 	At       time.Time     // when the slot was taken
 	Previous *time.Time    // the sync before (nil: none)
 	Wait     time.Duration // when not taken: how long until the slot is free
+}
+
+// Instruction is one part of how to pay at the store counter: the stores it is for (DOKU's label, such
+// as a store group) and its steps, in order.
+type Instruction struct {
+	Channel string   `json:"channel"`
+	Steps   []string `json:"step"`
 }

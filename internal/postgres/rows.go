@@ -31,6 +31,7 @@ type invoiceRow struct {
 	DokuRequestID    string       `db:"doku_request_id"`
 	DokuRequestBody  []byte       `db:"doku_request_body"`
 	DokuEnv          *string      `db:"doku_env"`
+	PageToken        *string      `db:"page_token"`
 	PaymentCode      *string      `db:"payment_code"`
 	HowToPayPage     string       `db:"how_to_pay_page"`
 	HowToPayAPI      string       `db:"how_to_pay_api"`
@@ -118,6 +119,9 @@ func (r *invoiceRow) toInvoice() *invoice.Invoice {
 	}
 	if r.DokuEnv != nil {
 		inv.DokuEnv = *r.DokuEnv
+	}
+	if r.PageToken != nil {
+		inv.PageToken = *r.PageToken
 	}
 	if len(r.Metadata) > 0 {
 		inv.Metadata = json.RawMessage(r.Metadata)

@@ -59,9 +59,9 @@ func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Dur
 		WITH ins AS (
 			INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, customer_email,
 				expires_in_minutes, reusable, info, receipt_footer, metadata, doku_request_id, doku_request_body, doku_env,
-				issue_lease_until, issue_attempts, next_issue_at)
+				page_token, issue_lease_until, issue_attempts, next_issue_at)
 			VALUES (@number, @channel, @amount, @status, @customer_name, @customer_email, @expires_in_minutes,
-				@reusable, @info, @receipt_footer, @metadata, @doku_request_id, @doku_request_body, @doku_env,
+				@reusable, @info, @receipt_footer, @metadata, @doku_request_id, @doku_request_body, @doku_env, @page_token,
 				now() + @lease * interval '1 microsecond', 1, now() + @lease * interval '1 microsecond')
 			ON CONFLICT (invoice_number) DO NOTHING
 			RETURNING *),
@@ -73,7 +73,7 @@ func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Dur
 			"customer_name": inv.Customer.Name, "customer_email": inv.Customer.Email, "expires_in_minutes": inv.ExpiresInMinutes,
 			"reusable": inv.Reusable, "info": inv.Info, "receipt_footer": inv.ReceiptFooter, "metadata": metadata,
 			"doku_request_id": inv.DokuRequestID, "doku_request_body": inv.DokuRequestBody, "doku_env": inv.DokuEnv,
-			"lease": lease.Microseconds()}))
+			"page_token": inv.PageToken, "lease": lease.Microseconds()}))
 	if err == nil {
 		return created, true, nil
 	}

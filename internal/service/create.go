@@ -16,6 +16,7 @@ import (
 // On a DOKU fault the invoice stays creating (ErrDokuUnavailable); on a DOKU refusal it is failed
 // (ErrDokuRejected). The invoice is returned in both cases.
 func (s *Service) Create(ctx context.Context, d invoice.Draft) (inv *invoice.Invoice, created bool, err error) {
+	defer func() { s.withLinks(inv) }()
 	req, err := d.Validate(s.cfg.Limits)
 	if err != nil {
 		return nil, false, err
@@ -25,6 +26,7 @@ func (s *Service) Create(ctx context.Context, d invoice.Draft) (inv *invoice.Inv
 	}
 	req.DokuEnv = s.env
 	req.DokuRequestID = requestIDFor(s.env, req.Number, req.DokuRequestBody)
+	req.PageToken = newPageToken()
 	// The insert commits before DOKU is called, so a crash after DOKU answered still leaves a row
 	// holding the Request-Id and bytes to recover the code with.
 	inv, created, err = s.store.Create(ctx, req, s.cfg.Issue.Lease)

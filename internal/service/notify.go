@@ -15,6 +15,7 @@ func (s *Service) ReceiveNotification(ctx context.Context, n *invoice.Notificati
 	if r != nil {
 		r.EvidenceKey = n.EvidenceKey()
 		apply = func(cur *invoice.Invoice) invoice.Outcome {
+			s.withLinks(cur)
 			now := s.now()
 			outcome := cur.ApplyPayment(*r, now)
 			cur.Record(invoice.Event{Source: invoice.SourceWebhook, Kind: invoice.EventNotification, Detail: map[string]any{

@@ -8,12 +8,17 @@ import (
 
 // Get is the invoice with its payments.
 func (s *Service) Get(ctx context.Context, number string) (*invoice.Invoice, error) {
-	return s.store.Get(ctx, number)
+	inv, err := s.store.Get(ctx, number)
+	return s.withLinks(inv), err
 }
 
 // List is a page of invoices, newest first, and the cursor of the next.
 func (s *Service) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invoice, string, error) {
-	return s.store.List(ctx, f)
+	invs, next, err := s.store.List(ctx, f)
+	for _, inv := range invs {
+		s.withLinks(inv)
+	}
+	return invs, next, err
 }
 
 // Events is the invoice's history, oldest first.

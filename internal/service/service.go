@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/merchant/o2o/internal/invoice"
 )
@@ -53,6 +54,7 @@ type Store interface {
 
 	Outbox
 	Purging
+	PageStore
 }
 
 // Outbox is the store's side of events: the feed, the webhook endpoints and deliveries, and the
@@ -110,6 +112,9 @@ type Gateway interface {
 	// Check asks for an invoice's status (DokuStatus PENDING, SUCCESS, EXPIRED or FAILED); the report
 	// is anonymous (api/DOKU.md §5).
 	Check(ctx context.Context, invoiceNumber string) (invoice.PaymentReport, error)
+	// HowToPay fetches the how-to-pay instructions at apiURL (the how_to_pay_api of the generate
+	// answer).
+	HowToPay(ctx context.Context, apiURL string) ([]invoice.Instruction, error)
 }
 
 // Config is what the service decides by; it comes whole from the configuration.
@@ -132,6 +137,9 @@ type Config struct {
 	StreamTokenTTL time.Duration
 	// CustomerAccessGrace is how long after its invoice became final a stream token still opens it.
 	CustomerAccessGrace time.Duration
+	// PublicBaseURL is where browsers reach the service (PUBLIC_BASE_URL; "" makes the addresses the
+	// API hands out relative).
+	PublicBaseURL string
 	// Retention is what the purge removes and when; PurgeBatch the rows one purge statement takes at
 	// most, PurgeLease how long a purging replica holds the purge without renewing.
 	Retention  invoice.RetentionPolicy
@@ -147,6 +155,8 @@ type Service struct {
 	now     func() time.Time
 	// env is the DOKU environment the gateway talks to: the one invoices are issued by and checked with.
 	env string
+	// fetches shares the fetch of an invoice's instructions among concurrent first views.
+	fetches singleflight.Group
 }
 
 // New returns the service over store and gateway, deciding by cfg.
@@ -174,13 +184,16 @@ func requestIDFor(env, number string, body []byte) string {
 // update is every row-locked change: fn decides, and the invoice's check schedule is kept true to
 // what the change made of it.
 func (s *Service) update(ctx context.Context, number string, fn func(*invoice.Invoice) error) (*invoice.Invoice, error) {
-	return s.store.Update(ctx, number, func(cur *invoice.Invoice) error {
+	inv, err := s.store.Update(ctx, number, func(cur *invoice.Invoice) error {
+		// Before fn: the events its change publishes carry the invoice as the API shows it.
+		s.withLinks(cur)
 		if err := fn(cur); err != nil {
 			return err
 		}
 		cur.KeepSchedule(s.now(), s.cfg.Check)
 		return nil
 	})
+	return inv, err
 }
 
 // detached is ctx for the store step after a DOKU call: free of the caller's cancellation (an answer

@@ -21,6 +21,7 @@ type Invoice struct {
 	PaymentCode     *string          `json:"payment_code"`
 	HowToPayPage    *string          `json:"how_to_pay_page"`
 	HowToPayAPI     *string          `json:"how_to_pay_api"`
+	PaymentPageURL  *string          `json:"payment_page_url"`
 	ExpiresAt       *string          `json:"expires_at"`
 	PaidAt          *string          `json:"paid_at"`
 	PaidAfterExpiry bool             `json:"paid_after_expiry"`
@@ -105,6 +106,7 @@ func OfInvoice(inv *invoice.Invoice) Invoice {
 		PaymentCode:     OptString(inv.PaymentCode),
 		HowToPayPage:    OptString(inv.HowToPayPage),
 		HowToPayAPI:     OptString(inv.HowToPayAPI),
+		PaymentPageURL:  OptString(inv.PaymentPageURL),
 		ExpiresAt:       OptTime(inv.ExpiresAt),
 		PaidAt:          OptTime(inv.PaidAt),
 		PaidAfterExpiry: inv.PaidAfterExpiry,

@@ -1,0 +1,145 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/merchant/o2o/internal/apitest"
+	"github.com/merchant/o2o/internal/config"
+	"github.com/merchant/o2o/internal/dokusim"
+)
+
+// getPage fetches a payment page address (relative to the service) without a key.
+func getPage(t *testing.T, s *apitest.Stack, path string, header http.Header) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if err := apitest.CheckResponse(req, resp.StatusCode, resp.Header, body); err != nil {
+		t.Errorf("contract: GET %s -> %d: %v", path, resp.StatusCode, err)
+	}
+	return resp.StatusCode, resp.Header, body
+}
+
+// pagePath is the path of an invoice's payment page from its payment_page_url.
+func pagePath(t *testing.T, v apitest.InvoiceView) string {
+	t.Helper()
+	if v.PaymentPageURL == nil || !strings.HasPrefix(*v.PaymentPageURL, "/pay/"+v.InvoiceNumber+"/") {
+		t.Fatalf("invoice %s has no payment page address: %v", v.InvoiceNumber, v.PaymentPageURL)
+	}
+	return *v.PaymentPageURL
+}
+
+// A payment page address opens one invoice's page, without a key, and nothing else: another
+// invoice's token, a revoked address, an expired one and an invoice that does not exist all get the
+// same 404 page, which says nothing about which. The page carries nothing internal.
+func TestPaymentPageLinkIsScopedAndRevocable(t *testing.T) {
+	t.Parallel()
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.CustomerAccessGrace = 300 * time.Millisecond }})
+	body := apitest.NewInvoice("INV-PAGE-A", "alfa")
+	body.Metadata = json.RawMessage(`{"fraud_score":0.93}`)
+	a := s.Create(body).Invoice(t)
+	b := s.Create(apitest.NewInvoice("INV-PAGE-B", "indomaret")).Invoice(t)
+	s.Notify(apitest.NotificationBody("INV-PAGE-A", "alfa", a.Code(t), a.Amount+1, "TRX-PAGE-WRONG"), "req-page-1", nil)
+
+	status, header, page := getPage(t, s, pagePath(t, a), nil)
+	if status != http.StatusOK || !bytes.Contains(page, []byte(a.Code(t)[:4])) {
+		t.Fatalf("the page: HTTP %d\n%s", status, page)
+	}
+	if csp := header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || header.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("the page's headers: %v", header)
+	}
+	for _, secret := range []string{"fraud_score", "0.93", "Taufik", "taufik@example.com", "TRX-PAGE-WRONG", "amount_mismatch", "req-page-1", "Call Center"} {
+		if bytes.Contains(page, []byte(secret)) {
+			t.Errorf("the page carries %q", secret)
+		}
+	}
+
+	tokenB := (*b.PaymentPageURL)[strings.LastIndex(*b.PaymentPageURL, "/")+1:]
+	_, _, missing := getPage(t, s, "/pay/INV-PAGE-NONE/"+tokenB, nil)
+	for name, path := range map[string]string{
+		"another invoice's token": "/pay/INV-PAGE-A/" + tokenB,
+		"a made-up token":         "/pay/INV-PAGE-A/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"no such invoice":         "/pay/INV-PAGE-NONE/" + tokenB,
+		"a number no invoice has": "/pay/%FF/" + tokenB,
+	} {
+		status, _, got := getPage(t, s, path, nil)
+		if status != http.StatusNotFound || !bytes.Equal(got, missing) {
+			t.Errorf("%s: HTTP %d, and a page that differs from an unknown invoice's:\n%s", name, status, got)
+		}
+	}
+
+	revoked := pagePath(t, a)
+	r := s.POST("/v1/invoices/INV-PAGE-A/payment-page/revoke", nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("revoke: HTTP %d %s", r.Status, r.Body)
+	}
+	if status, _, got := getPage(t, s, revoked, nil); status != http.StatusNotFound || !bytes.Equal(got, missing) {
+		t.Errorf("a revoked address: HTTP %d", status)
+	}
+	if status, _, _ := getPage(t, s, pagePath(t, r.Invoice(t)), nil); status != http.StatusOK {
+		t.Errorf("the new address: HTTP %d", status)
+	}
+
+	// An invoice that ended: its page shows the end for the grace, then the address expires.
+	s.POST("/v1/invoices/INV-PAGE-B/cancel", []byte(`{"reason":"out of stock"}`))
+	if status, _, _ := getPage(t, s, pagePath(t, b), nil); status != http.StatusOK {
+		t.Errorf("within the grace: HTTP %d", status)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if status, _, got := getPage(t, s, pagePath(t, b), nil); status != http.StatusNotFound || !bytes.Equal(got, missing) {
+		t.Errorf("an expired address: HTTP %d", status)
+	}
+}
+
+// DOKU's instructions are fetched once per invoice, whatever the page views; when DOKU's cannot be
+// had, the page shows our own steps.
+func TestInstructionsAreFetchedOncePerInvoice(t *testing.T) {
+	t.Parallel()
+	s := apitest.New(t, apitest.Options{})
+	inv := s.Create(apitest.NewInvoice("INV-HTP-1", "alfa")).Invoice(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, _, _ := getPage(t, s, pagePath(t, inv), nil); status != http.StatusOK {
+				t.Errorf("view %d: HTTP %d", i, status)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := s.Sim.HowToPayCalls(); n != 1 {
+		t.Errorf("100 page views asked DOKU's how_to_pay_api %d times, want once", n)
+	}
+
+	s.Sim.SetFaults(dokusim.Faults{HowToPayUnavailable: true})
+	down := s.Create(apitest.NewInvoice("INV-HTP-2", "indomaret")).Invoice(t)
+	for i := 0; i < 3; i++ {
+		if status, _, page := getPage(t, s, pagePath(t, down), nil); status != http.StatusOK || !bytes.Contains(page, []byte(down.Code(t)[:4])) {
+			t.Fatalf("the page without DOKU's instructions: HTTP %d", status)
+		}
+	}
+	if n := s.Sim.HowToPayCalls(); n != 2 {
+		t.Errorf("DOKU's how_to_pay_api was asked %d times in all, want twice (once per invoice, even when it failed)", n)
+	}
+	if n := s.Count(`SELECT count(*) FROM payment_instructions WHERE source = 'fallback'`); n != 1 {
+		t.Errorf("%d invoices keep our own steps, want the one DOKU's could not be had for", n)
+	}
+}
