@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK_DIR     := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
 STATICCHECK         := $(STATICCHECK_DIR)/staticcheck
 
-.PHONY: all build run test k8s-check contract-generators fmt vet staticcheck compose-check lint bench fuzz clean
+.PHONY: all build run test k8s-check contract-generators squawk fmt vet staticcheck compose-check lint bench fuzz clean
 
 # deploy/kubernetes/check is a Go module of its own (Kubernetes' and kustomize's dependencies stay out
 # of go.mod), so ./... does not reach it. It needs no cluster and no database.
@@ -73,7 +73,10 @@ compose-check: ## docker-compose.yml is a valid compose file
 contract-generators: ## api/openapi.yaml survives oapi-codegen (Go client) and openapi-typescript (TS types): generated code compiles (pinned, installed into bin/tools)
 	GO=$(GO) bash .dev/contract-generators.sh
 
-lint: vet staticcheck compose-check contract-generators ## What CI checks before the tests: gofmt, go vet, staticcheck, the compose file, the contract's generated clients
+squawk: ## squawk over the migrations from 00012 on (pinned, installed into bin/tools with npm)
+	bash .dev/squawk.sh
+
+lint: vet staticcheck compose-check contract-generators squawk ## What CI checks before the tests: gofmt, go vet, staticcheck, the compose file, the contract's generated clients, the migrations (squawk)
 
 clean: ## Remove build output (bin/, tools included) and what `make run` and `make test` left in .devdata/ (a running one's stays)
 	rm -rf $(BIN)
