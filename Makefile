@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK_DIR     := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)
 STATICCHECK         := $(STATICCHECK_DIR)/staticcheck
 
-.PHONY: all build run test k8s-check contract-generators squawk fmt vet staticcheck compose-check lint bench fuzz clean
+.PHONY: all build run test test-ha k8s-check contract-generators squawk fmt vet staticcheck compose-check lint bench fuzz clean
 
 # deploy/kubernetes/check is a Go module of its own (Kubernetes' and kustomize's dependencies stay out
 # of go.mod), so ./... does not reach it. It needs no cluster and no database.
@@ -29,6 +29,9 @@ run: build ## Postgres (throwaway cluster unless DATABASE_URL is set) + simulato
 
 test: k8s-check ## Every test, with the race detector, against real PostgreSQL (TEST_DATABASE_URL, else a throwaway cluster)
 	GO=$(GO) bash .dev/test.sh $(TESTFLAGS) $(PKGS)
+
+test-ha: ## PostgreSQL failover proven: its own primary and streaming standby, SIGKILL, promotion, both standby modes, a packet-dropping host (needs PostgreSQL's server binaries, iproute2, root or password-less sudo; about 1.5 min)
+	$(GO) test -tags ha -race -count=1 -v ./internal/failover/
 
 k8s-check: ## The Kubernetes manifests build, decode strictly into the API types and agree with the code (offline)
 	cd $(K8S_CHECK) && $(GO) test -count=1 ./...
@@ -54,10 +57,12 @@ fmt: ## Format the code
 vet: ## gofmt check and go vet
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags ha ./internal/failover/
 	cd $(K8S_CHECK) && $(GO) vet ./...
 
 staticcheck: $(STATICCHECK) ## staticcheck (pinned version, installed into bin/tools)
 	$(STATICCHECK) $(PKGS)
+	$(STATICCHECK) -tags ha ./internal/failover/
 	cd $(K8S_CHECK) && $(CURDIR)/$(STATICCHECK) ./...
 
 $(STATICCHECK):

@@ -30,6 +30,7 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/metrics"
 	"github.com/merchant/o2o/internal/pgtest"
+	"github.com/merchant/o2o/internal/postgres"
 	"github.com/merchant/o2o/internal/service"
 	"github.com/merchant/o2o/internal/worker"
 )
@@ -66,6 +67,12 @@ type Options struct {
 	// pgx.BatchTracer, of each statement of a batch too): the service then runs on a pool of its own
 	// over the stack's database, and DB.Pool, which the tests' own queries use, stays untraced.
 	Tracer pgx.QueryTracer
+	// DatabaseURL, when set, is a database the test provides (already migrated, on servers it runs
+	// itself: a primary and its standby, say) instead of a fresh one from pgtest. The service opens
+	// its pool from it as production does (app.OpenDatabase: every host of a multi-host URL,
+	// target_session_attrs, DB_CONNECT_TIMEOUT), and DB.Pool, for the test's own queries, is a
+	// separate pool over the same URL. It cannot be combined with LeastPrivileges or Tracer.
+	DatabaseURL string
 }
 
 // Stack is a running service with its simulator and database, built by app.New as production builds
@@ -125,7 +132,15 @@ func New(t testing.TB, opts Options) *Stack {
 	if opts.RetrySchedule == nil {
 		opts.RetrySchedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
 	}
-	s := &Stack{t: t, DB: pgtest.New(t), Logs: &SyncBuffer{}}
+	if opts.DatabaseURL != "" && (opts.LeastPrivileges || opts.Tracer != nil) {
+		t.Fatal("apitest: DatabaseURL cannot be combined with LeastPrivileges or Tracer")
+	}
+	s := &Stack{t: t, Logs: &SyncBuffer{}}
+	if opts.DatabaseURL != "" {
+		s.DB = givenDB(t, opts.DatabaseURL)
+	} else {
+		s.DB = pgtest.New(t)
+	}
 	log := zerolog.New(s.Logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 
 	// The service's server starts first so the simulator knows where to notify; its handler is set
@@ -164,6 +179,9 @@ func New(t testing.TB, opts Options) *Stack {
 	if opts.Tracer != nil {
 		pool = tracedPool(t, s.DB.Pool, opts.Tracer)
 	}
+	if opts.DatabaseURL != "" {
+		pool = nil // app.New opens the service's own from DATABASE_URL
+	}
 	a, err := app.New(context.Background(), cfg, log.With().Str("service", "o2o").Logger(), app.Options{Pool: pool, Adjust: opts.Adjust})
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +191,19 @@ func New(t testing.TB, opts Options) *Stack {
 	s.App, s.Service, s.Metrics, handler = a, a.Service, a.Metrics, a.Handler
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &ContractTransport{T: t, Base: http.DefaultTransport}}
 	return s
+}
+
+// givenDB is the test's own database at url, with a pool of the test's (pgtest's session settings).
+func givenDB(t testing.TB, url string) *pgtest.DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := postgres.Open(ctx, url, postgres.PoolOptions{StatementTimeout: 30 * time.Second, LockTimeout: 10 * time.Second, IdleInTxTimeout: time.Minute})
+	if err != nil {
+		t.Fatalf("apitest: DatabaseURL: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return &pgtest.DB{Pool: pool, URL: url, Name: pool.Config().ConnConfig.Database}
 }
 
 // tracedPool is a pool over base's database, with base's session settings, whose connections report
