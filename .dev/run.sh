@@ -399,11 +399,23 @@ echo
 # other fields answers 409.
 create="curl -s -X POST $o2o_url/v1/invoices -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' -d '{\"invoice_number\":\"'\$INV'\",\"channel\":\"alfa\",\"amount\":150000,\"customer\":{\"name\":\"Taufik Ismail\",\"email\":\"taufik@example.com\"},\"expires_in_minutes\":60,\"receipt_footer\":\"Thank you for shopping\"}'"
 get="curl -s $o2o_url/v1/invoices/\$INV -H 'Authorization: Bearer $key'"
+# The customer's payment page: the invoice's payment_page_url, a path unless PUBLIC_BASE_URL makes it
+# absolute; this prints it as a link to open.
+page_prefix=$o2o_url
+if [ -n "${PUBLIC_BASE_URL:-}" ]; then page_prefix=""; fi
+page="$get | sed -n 's|.*\"payment_page_url\":\"\\([^\"]*\\)\".*|$page_prefix\\1|p'"
 if [ -n "$with_sim" ]; then
-  echo "  Try it: create an invoice, pay it at the simulated counter, see it paid:"
+  echo "  Try it: create an invoice, open its payment page, pay it at the simulated counter:"
   echo
   echo "    INV=INV-\$(date +%s)"
   echo "    $create"
+  echo "    $page"
+  echo
+  echo "  The last command prints the payment page's link ($page_prefix + the answer's payment_page_url,"
+  echo "  $page_prefix/pay/INV-…/…): open it in a browser. Then pay its code at the cashier page,"
+  echo "  $sim_url/simulator, and the payment page turns to \"Pembayaran diterima\" by itself."
+  echo "  Or pay from here, and see the invoice paid:"
+  echo
   echo "    curl -s -X POST $sim_url/simulator/payments -H 'Content-Type: application/json' -d '{\"invoice_number\":\"'\$INV'\"}'"
   echo "    $get"
   echo

@@ -109,6 +109,8 @@ func New(cfg Config) (*Simulator, error) {
 	r.Put("/simulator/faults", s.putFaults)
 	r.Get("/simulator/how-to-pay/{code}", s.howToPayPage)
 	r.Get("/simulator/how-to-pay-api/{code}", s.howToPayAPI)
+	r.Get("/simulator", s.cashier)
+	r.Post("/simulator/cashier", s.cashierPay)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -90,12 +90,55 @@ func identifiers(ch invoice.Channel, trxID string) []map[string]string {
 	}
 }
 
-func (s *Simulator) howToPayPage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, "<!doctype html><title>How to pay</title><p>Tell the cashier you want to pay a DOKU payment code, then give code <b>%s</b>.</p>",
-		html.EscapeString(chi.URLParam(r, "code")))
+// howToPaySteps are the simulator's instructions for a code, in Indonesian as DOKU's are, in the
+// shape DOKU's WooCommerce plugin reads from how_to_pay_api: payment_instruction[], each a channel
+// label and its step[]. The shape is inferred from that plugin; DOKU documents neither it nor the
+// wording, so the wording is ours. The fee step is there because convenience stores commonly charge
+// one and DOKU's instructions are where a customer would be told.
+func howToPaySteps(o *order) []map[string]any {
+	stores, label := "Alfamart, Alfamidi, Lawson atau Dan+Dan", "Alfamart / Alfamidi / Lawson / Dan+Dan"
+	if o.Channel == invoice.ChannelIndomaret {
+		stores, label = "Indomaret", "Indomaret"
+	}
+	return []map[string]any{{
+		"channel": label,
+		"step": []string{
+			"Catat kode pembayaran Anda: " + o.PaymentCode + ".",
+			"Datang ke gerai " + stores + " terdekat.",
+			"Sampaikan kepada kasir bahwa Anda ingin melakukan pembayaran DOKU.",
+			"Berikan kode pembayaran kepada kasir.",
+			"Kasir akan menyebutkan jumlah yang harus dibayar, termasuk biaya administrasi bila ada.",
+			"Bayar sesuai jumlah tersebut dan simpan struk sebagai bukti pembayaran.",
+		},
+	}}
 }
 
+// order is the order whose code is code, or nil.
+func (s *Simulator) orderByCode(code string) *order {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.byCode[code]
+}
+
+// howToPayPage is DOKU's how_to_pay_page: the same steps as a page a person reads.
+func (s *Simulator) howToPayPage(w http.ResponseWriter, r *http.Request) {
+	o := s.orderByCode(chi.URLParam(r, "code"))
+	if o == nil {
+		http.Error(w, "Kode pembayaran tidak ditemukan.", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprint(w, `<!doctype html><html lang="id"><meta charset="utf-8"><title>Cara membayar</title>`)
+	for _, in := range howToPaySteps(o) {
+		fmt.Fprintf(w, "<h1>%s</h1><ol>", html.EscapeString(in["channel"].(string)))
+		for _, step := range in["step"].([]string) {
+			fmt.Fprintf(w, "<li>%s</li>", html.EscapeString(step))
+		}
+		fmt.Fprint(w, "</ol>")
+	}
+}
+
+// howToPayAPI is DOKU's how_to_pay_api for a code: its steps as JSON (howToPaySteps).
 func (s *Simulator) howToPayAPI(w http.ResponseWriter, r *http.Request) {
 	s.howToPayCalls.Add(1)
 	s.mu.Lock()
@@ -105,8 +148,10 @@ func (s *Simulator) howToPayAPI(w http.ResponseWriter, r *http.Request) {
 		dokuError(w, http.StatusServiceUnavailable, "simulated_fault", "Service Unavailable")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"payment_instruction": []map[string]any{{
-		"channel": "STORE",
-		"step":    []string{"Go to the cashier", "Say you want to pay a DOKU payment code", "Give code " + chi.URLParam(r, "code"), "Pay and keep the receipt"},
-	}}})
+	o := s.orderByCode(chi.URLParam(r, "code"))
+	if o == nil {
+		dokuError(w, http.StatusNotFound, "not_found", "unknown payment code")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"payment_instruction": howToPaySteps(o)})
 }

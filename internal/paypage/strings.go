@@ -1,0 +1,112 @@
+package paypage
+
+import "github.com/merchant/o2o/internal/invoice"
+
+// text holds every sentence the page shows, per language. Both languages have the same keys (a test
+// holds them to that), so a missing translation fails a test instead of showing an empty line.
+var text = map[string]map[string]string{
+	"id": {
+		"lang_name":        "Bahasa Indonesia",
+		"lang_nav":         "Bahasa",
+		"pay_at":           "Pembayaran di",
+		"invoice":          "Tagihan",
+		"status_creating":  "Kode pembayaran sedang dibuat",
+		"status_pending":   "Menunggu pembayaran",
+		"status_paid":      "Pembayaran diterima",
+		"status_expired":   "Kode pembayaran kedaluwarsa",
+		"status_cancelled": "Tagihan dibatalkan",
+		"status_failed":    "Kode pembayaran gagal dibuat",
+		"code":             "Kode pembayaran",
+		"copy":             "Salin kode",
+		"copied":           "Kode disalin.",
+		"copy_manual":      "Kode tidak dapat disalin otomatis. Kode sudah dipilih: salin secara manual.",
+		"amount":           "Jumlah",
+		"deadline":         "Bayar sebelum",
+		"left":             "Sisa waktu",
+		"units":            "hari,jam,menit,detik",
+		"steps":            "Cara membayar di kasir",
+		"steps_doku":       "Petunjuk dari DOKU:",
+		"fee":              "Kasir dapat mengenakan biaya layanan di luar jumlah ini.",
+		"print":            "Cetak",
+		"paid_text":        "Terima kasih! Pembayaran Anda sudah kami terima.",
+		"paid_amount":      "Diterima",
+		"paid_at":          "Waktu",
+		"expired_text":     "Kode ini tidak dapat dipakai lagi. Jangan membayar dengan kode ini; mintalah kode baru kepada penjual.",
+		"cancelled_text":   "Penjual membatalkan tagihan ini. Jangan membayar dengan kode ini.",
+		"failed_text":      "Kode pembayaran tidak dapat dibuat. Hubungi penjual untuk mencoba lagi.",
+		"creating_text":    "Kode pembayaran sedang dibuat. Halaman ini akan diperbarui sendiri.",
+		"footer":           "Pembayaran diproses oleh DOKU.",
+		"at":               "pukul",
+		"time_sep":         ".",
+		"or":               "atau",
+		"months":           "Januari,Februari,Maret,April,Mei,Juni,Juli,Agustus,September,Oktober,November,Desember",
+		"days":             "Minggu,Senin,Selasa,Rabu,Kamis,Jumat,Sabtu",
+		"not_found":        "Halaman pembayaran ini tidak ada atau sudah tidak berlaku.",
+		"unavailable":      "Layanan sedang tidak tersedia. Silakan coba lagi sebentar lagi.",
+	},
+	"en": {
+		"lang_name":        "English",
+		"lang_nav":         "Language",
+		"pay_at":           "Payment at",
+		"invoice":          "Invoice",
+		"status_creating":  "The payment code is being issued",
+		"status_pending":   "Waiting for payment",
+		"status_paid":      "Payment received",
+		"status_expired":   "Payment code expired",
+		"status_cancelled": "Invoice cancelled",
+		"status_failed":    "The payment code could not be issued",
+		"code":             "Payment code",
+		"copy":             "Copy code",
+		"copied":           "Code copied.",
+		"copy_manual":      "The code could not be copied automatically. It is selected: copy it by hand.",
+		"amount":           "Amount",
+		"deadline":         "Pay before",
+		"left":             "Time left",
+		"units":            "d,h,min,s",
+		"steps":            "How to pay at the cashier",
+		"steps_doku":       "Instructions from DOKU:",
+		"fee":              "The cashier may charge a service fee on top of this amount.",
+		"print":            "Print",
+		"paid_text":        "Thank you! We have received your payment.",
+		"paid_amount":      "Received",
+		"paid_at":          "Time",
+		"expired_text":     "This code can no longer be used. Do not pay with it; ask the seller for a new one.",
+		"cancelled_text":   "The seller cancelled this invoice. Do not pay with this code.",
+		"failed_text":      "The payment code could not be issued. Contact the seller to try again.",
+		"creating_text":    "The payment code is being issued. This page will update by itself.",
+		"footer":           "Payments are processed by DOKU.",
+		"at":               "at",
+		"time_sep":         ":",
+		"or":               "or",
+		"months":           "January,February,March,April,May,June,July,August,September,October,November,December",
+		"days":             "Sunday,Monday,Tuesday,Wednesday,Thursday,Friday,Saturday",
+		"not_found":        "This payment page does not exist or is no longer available.",
+		"unavailable":      "The service is unavailable. Please try again shortly.",
+	},
+}
+
+// stores are the stores that take a channel's codes, as a customer knows them: DOKU's Alfa Group
+// channel is paid at Alfamart, Alfamidi, Lawson and Dan+Dan.
+var stores = map[invoice.Channel][]string{
+	invoice.ChannelAlfa:      {"Alfamart", "Alfamidi", "Lawson", "Dan+Dan"},
+	invoice.ChannelIndomaret: {"Indomaret"},
+}
+
+// ownSteps are our own steps at the counter, shown when DOKU's instructions cannot be had. {stores},
+// {code} and {amount} are filled in; they hold for every store of both channels.
+var ownSteps = map[string][]string{
+	"id": {
+		"Datang ke kasir {stores} terdekat.",
+		"Katakan kepada kasir bahwa Anda ingin membayar dengan kode pembayaran DOKU.",
+		"Sebutkan atau tunjukkan kode pembayaran: {code}.",
+		"Periksa jumlah yang disebutkan kasir ({amount}), lalu bayar.",
+		"Simpan struk sebagai bukti pembayaran.",
+	},
+	"en": {
+		"Go to the cashier of any {stores} store.",
+		"Tell the cashier you want to pay with a DOKU payment code.",
+		"Read out or show the payment code: {code}.",
+		"Check the amount the cashier names ({amount}), then pay it.",
+		"Keep the receipt as proof of payment.",
+	},
+}
