@@ -311,24 +311,6 @@ type knownFinding struct {
 
 var knownFindings = []knownFinding{
 	{
-		method: "ListNotifications", plan: "custom", problem: "Seq Scan on notifications",
-		why: "GET /v1/notifications?invoice_number= filters on notifications.invoice_number, which no index has " +
-			"(notifications_invoice_id_idx is on invoice_id): the inbox is read whole, then sorted",
-		fix: "CREATE INDEX CONCURRENTLY notifications_invoice_number_id_idx ON notifications (invoice_number, id DESC) " +
-			"(or filter by invoice_id, resolved from the number, over notifications_invoice_id_idx extended to (invoice_id, id))",
-	},
-	{
-		method: "ListNotifications", problem: "rows of notifications (Index Scan using notifications_pkey)",
-		why: "GET /v1/notifications?outcome=flagged (five outcomes, about 0.6 % of the inbox) walks the inbox newest first " +
-			"and filters: notifications_outcome_id_idx (outcome, id DESC) cannot give one id order across several " +
-			"outcomes. And the statement's filters are optional ($n IS NULL OR col = $n), so its generic plan — which " +
-			"PostgreSQL picks after five executions, its estimate being below the custom plans' average — walks the " +
-			"primary key with every filter as a Filter, whatever the filter: ?invoice_number= then reads the whole inbox",
-		fix: "a statement text per filter, as ListEvents builds (so each has a plan with its index), and for the flagged " +
-			"outcomes a partial index: CREATE INDEX CONCURRENTLY notifications_flagged_id_idx ON notifications (id DESC) " +
-			"WHERE outcome IN ('amount_mismatch', 'channel_mismatch', 'code_mismatch', 'invoice_mismatch', 'unidentified_payment')",
-	},
-	{
 		method: "ListEvents", sql: "d.state = $", plan: "custom", problem: "rows of events (Index Scan using events_xid_seq_idx)",
 		why: "GET /v1/events?delivery_state=dead[&endpoint=] walks the whole feed in (xid, seq) order and looks every " +
 			"event up in webhook_deliveries: with one event in a hundred dead, a page of 100 reads ~27,000 events. " +

@@ -26,14 +26,12 @@ func (s *Store) ListAttention(ctx context.Context, f invoice.AttentionFilter) ([
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT `+attentionColumns+` FROM attention_items
-		WHERE (@state = '' OR state = @state) AND (@reason = '' OR reason = @reason)
-		  AND (@invoice_number = '' OR invoice_number = @invoice_number)
-		  AND (@after::bigint IS NULL OR id < @after)
-		ORDER BY id DESC LIMIT @limit`,
-		pgx.NamedArgs{"state": string(f.State), "reason": string(f.Reason), "invoice_number": f.InvoiceNumber,
-			"after": after, "limit": f.Limit + 1})
+	w := newFilter(pgx.NamedArgs{"limit": f.Limit + 1}).
+		when(f.State != "", "state = @state", "state", string(f.State)).
+		when(f.Reason != "", "reason = @reason", "reason", string(f.Reason)).
+		when(f.InvoiceNumber != "", "invoice_number = @invoice_number", "invoice_number", f.InvoiceNumber).
+		when(after != nil, "id < @after", "after", after)
+	rows, err := s.pool.Query(ctx, `SELECT `+attentionColumns+` FROM attention_items `+w.where()+` ORDER BY id DESC LIMIT @limit`, w.args)
 	if err != nil {
 		return nil, "", classify(err)
 	}

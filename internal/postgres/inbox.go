@@ -152,16 +152,18 @@ func (s *Store) ListNotifications(ctx context.Context, f invoice.NotificationFil
 	for i, o := range f.Outcomes {
 		outcomes[i] = string(o)
 	}
-	var number *string
-	if f.InvoiceNumber != "" {
-		number = &f.InvoiceNumber
+	w := newFilter(pgx.NamedArgs{"limit": f.Limit + 1})
+	if flagged(f.Outcomes) {
+		// Written out, so that the planner can use the partial index of the flagged ones.
+		w.conds = append(w.conds, flaggedOutcomes)
+	} else {
+		w.when(len(outcomes) > 0, "outcome = ANY(@outcomes)", "outcomes", outcomes)
 	}
+	w.when(f.InvoiceNumber != "", "invoice_number = @invoice_number", "invoice_number", f.InvoiceNumber).
+		when(after != nil, "id < @after", "after", after)
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, doku_request_id, invoice_number, headers, body, outcome, deliveries, received_at, last_received_at
-		FROM notifications
-		WHERE (cardinality($1::text[]) = 0 OR outcome = ANY($1)) AND ($2::text IS NULL OR invoice_number = $2)
-		  AND ($3::bigint IS NULL OR id < $3)
-		ORDER BY id DESC LIMIT $4`, outcomes, number, after, f.Limit+1)
+		FROM notifications `+w.where()+` ORDER BY id DESC LIMIT @limit`, w.args)
 	if err != nil {
 		return nil, "", classify(err)
 	}
@@ -175,4 +177,27 @@ func (s *Store) ListNotifications(ctx context.Context, f invoice.NotificationFil
 	}
 	items, next := page(items, f.Limit, func(n *invoice.Notification) int64 { return n.ID })
 	return items, next, nil
+}
+
+// flaggedOutcomes is the condition of notifications_flagged_idx (migration 00017), word for word: the
+// outcomes a person must look at (invoice.Outcome.Mismatch). TestFlaggedIndexFollowsTheOutcomes holds
+// the two to each other.
+const flaggedOutcomes = `outcome IN ('amount_mismatch', 'channel_mismatch', 'code_mismatch', 'invoice_mismatch', 'unidentified_payment')`
+
+// flagged reports whether os is exactly the set of mismatch outcomes (?outcome=flagged), in any order.
+func flagged(os []invoice.Outcome) bool {
+	seen := map[invoice.Outcome]bool{}
+	for _, o := range os {
+		if !o.Mismatch() {
+			return false
+		}
+		seen[o] = true
+	}
+	n := 0
+	for _, o := range invoice.NotificationOutcomes {
+		if o.Mismatch() {
+			n++
+		}
+	}
+	return n > 0 && len(seen) == n
 }

@@ -39,6 +39,25 @@ func TestCheckConstraintsFollowTheDomainLists(t *testing.T) {
 			t.Errorf("%s allows %v, the domain lists %v", constraint, got, want)
 		}
 	}
+	// The flagged notifications' partial index covers exactly the mismatches.
+	var idx string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT pg_get_indexdef('notifications_flagged_idx'::regclass)`).Scan(&idx); err != nil {
+		t.Fatal(err)
+	}
+	var covered, mismatches []string
+	for _, m := range regexp.MustCompile(`'([^']*)'`).FindAllStringSubmatch(idx, -1) {
+		covered = append(covered, m[1])
+	}
+	for _, o := range invoice.NotificationOutcomes {
+		if o.Mismatch() {
+			mismatches = append(mismatches, string(o))
+		}
+	}
+	slices.Sort(covered)
+	slices.Sort(mismatches)
+	if !slices.Equal(covered, mismatches) {
+		t.Errorf("notifications_flagged_idx covers %v, the mismatches are %v", covered, mismatches)
+	}
 	// A payment's source is one of the sources (the resumer records none).
 	var def string
 	if err := db.Pool.QueryRow(context.Background(),

@@ -106,12 +106,11 @@ func (s *Store) List(ctx context.Context, f invoice.ListFilter) ([]*invoice.Invo
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT `+invoiceColumns+` FROM invoices i
-		WHERE (@status = '' OR i.status = @status) AND (@channel = '' OR i.channel = @channel)
-		  AND (@after::bigint IS NULL OR i.id < @after)
-		ORDER BY i.id DESC LIMIT @limit`,
-		pgx.NamedArgs{"status": string(f.Status), "channel": string(f.Channel), "after": after, "limit": f.Limit + 1})
+	w := newFilter(pgx.NamedArgs{"limit": f.Limit + 1}).
+		when(f.Status != "", "i.status = @status", "status", string(f.Status)).
+		when(f.Channel != "", "i.channel = @channel", "channel", string(f.Channel)).
+		when(after != nil, "i.id < @after", "after", after)
+	rows, err := s.pool.Query(ctx, `SELECT `+invoiceColumns+` FROM invoices i `+w.where()+` ORDER BY i.id DESC LIMIT @limit`, w.args)
 	if err != nil {
 		return nil, "", classify(err)
 	}
