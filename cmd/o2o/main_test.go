@@ -245,8 +245,8 @@ func TestEveryWaitHasABound(t *testing.T) {
 	checked := strings.Count(logs.String(), `"doku_endpoint":"check_status"`)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var events int
-		_ = db.Pool.QueryRow(bg, `SELECT count(*) FROM invoice_events e JOIN invoices i ON i.id = e.invoice_id
-			WHERE i.invoice_number = 'INV-LOCKED' AND e.kind = 'doku_check'`).Scan(&events)
+		_ = db.Pool.QueryRow(bg, `SELECT count(*) FROM events e JOIN invoices i ON i.id = e.invoice_id,
+			json_array_elements(e.history) h WHERE i.invoice_number = 'INV-LOCKED' AND h->>'kind' = 'doku_check'`).Scan(&events)
 		if events > 0 && strings.Count(logs.String(), `"doku_endpoint":"check_status"`) > checked {
 			break
 		}

@@ -12,8 +12,9 @@ const (
 	ChangeExpired   ChangeType = "invoice.expired"
 	ChangeFailed    ChangeType = "invoice.failed"
 	ChangeCancelled ChangeType = "invoice.cancelled"
-	// ChangePaymentRecorded: a payment was recorded (also one that needs a person: after expiry, after
-	// cancellation, a second payment).
+	// ChangePaymentRecorded: a payment was recorded that did not change the invoice's status (a second
+	// payment, one for a failed invoice) — a payment that pays the invoice is told by invoice.paid,
+	// which carries it: one change, one event.
 	ChangePaymentRecorded ChangeType = "payment.recorded"
 	// ChangeAttentionRaised: a case needs a person's decision. Every attention item is one when it
 	// is first stored (a case flagged again raises nothing), so it is published with the item rather
@@ -32,7 +33,8 @@ func ParseChangeType(s string) (ChangeType, bool) { return parse(ChangeTypes, s)
 // recorded. It is published with the invoice as the change left it.
 type Change struct {
 	Type ChangeType
-	// Payment is the index in the invoice's Payments of the payment recorded (payment.recorded).
+	// Payment is the index in the invoice's Payments of the payment the change is about
+	// (payment.recorded, and invoice.paid when a payment paid it), or -1.
 	Payment int
 }
 

@@ -36,8 +36,15 @@ func TestCancelTransitions(t *testing.T) {
 	if inv.Status != StatusPaid || !inv.PaidAfterCancel || len(inv.NewAttention) != 1 || inv.NewAttention[0].Reason != ReasonPaidAfterCancel {
 		t.Errorf("paid after cancel: %s, flag %v, attention %+v", inv.Status, inv.PaidAfterCancel, inv.NewAttention)
 	}
-	if got := changeTypes(inv); len(got) != 2 || got[0] != ChangePaymentRecorded || got[1] != ChangePaid {
-		t.Errorf("changes %v, want payment.recorded then invoice.paid", got)
+	// One change, one event: invoice.paid, carrying the payment that paid it.
+	if got := changeTypes(inv); len(got) != 1 || got[0] != ChangePaid || inv.NewChanges[0].Payment != 0 {
+		t.Errorf("changes %v (%+v), want one invoice.paid about payment 0", got, inv.NewChanges)
+	}
+	// A second payment of the paid single-use code changes no status: it is payment.recorded.
+	inv.NewChanges = nil
+	inv.ApplyPayment(report("TRX-2"), now.Add(2*time.Minute))
+	if got := changeTypes(inv); len(got) != 1 || got[0] != ChangePaymentRecorded || inv.NewChanges[0].Payment != 1 {
+		t.Errorf("second payment: changes %v (%+v), want one payment.recorded about payment 1", got, inv.NewChanges)
 	}
 	for _, st := range []Status{StatusPaid, StatusExpired, StatusFailed} {
 		settled := &Invoice{Status: st}

@@ -20,6 +20,12 @@ const (
 var EventKinds = []EventKind{EventCreated, EventStatus, EventPayment, EventPaymentIdentified, EventDokuGenerate,
 	EventDokuCheck, EventNotification}
 
+// LogHistory is the type of an entry of the log (the events table) that tells the merchant's systems
+// nothing: the history of a change that changed nothing they are told of — a status check that found
+// no news, a notification repeated, a DOKU call that failed and will be retried. Every other type is
+// public (ChangeTypes); the history of a change that is public rides on its event.
+const LogHistory = "history"
+
 // Event is one entry of an invoice's history.
 type Event struct {
 	ID     int64
@@ -42,6 +48,6 @@ func (inv *Invoice) moveTo(to Status, source Source, detail map[string]any) {
 	inv.Record(Event{Source: source, Kind: EventStatus, From: inv.Status, To: to, Detail: detail})
 	inv.Status = to
 	if t, ok := statusChanges[to]; ok {
-		inv.announce(Change{Type: t})
+		inv.announce(Change{Type: t, Payment: -1})
 	}
 }

@@ -34,6 +34,12 @@ type DeliveryKey struct {
 	Endpoint string
 }
 
+// FeedKey is an event's place in the feed's order (postgres.ListEvents says why it is this one).
+type FeedKey struct {
+	Xid int64
+	Seq int64
+}
+
 // GrowingTables are the tables whose size is reported (o2o_table_size_bytes): every table that grows
 // with traffic.
 var GrowingTables = []string{"invoices", "payments", "invoice_events", "notifications", "attention_items", "events",

@@ -224,7 +224,7 @@ func (inv *Invoice) record(r PaymentReport, id string, now time.Time) {
 		"reported_date": r.DateText, "after_expiry": afterExpiry}})
 	inv.Payments = append(inv.Payments, Payment{DedupeKey: id, Amount: r.Amount, PaidAt: paidAt, Source: r.Source,
 		RequestID: r.RequestID, Identifiers: r.Identifiers})
-	inv.announce(Change{Type: ChangePaymentRecorded, Payment: len(inv.Payments) - 1})
+	paid := len(inv.Payments) - 1
 
 	inv.flagPayment(r, id, paidAt, second, afterExpiry)
 	if inv.PaidAt == nil {
@@ -233,10 +233,14 @@ func (inv *Invoice) record(r PaymentReport, id string, now time.Time) {
 	// A failed invoice keeps its status: DOKU refused its code, yet money came — the payment is on
 	// record and a person decides what the order is now. A cancelled one is paid: the money is the
 	// customer's, and the attention item asks whether to refund it or fulfil the order after all.
+	// A payment that pays the invoice is one change, told once: invoice.paid, carrying the payment.
 	if inv.Status == StatusPending || inv.Status == StatusExpired || inv.Status == StatusCancelled {
 		inv.moveTo(StatusPaid, r.Source, map[string]any{"paid_after_expiry": inv.PaidAfterExpiry,
 			"paid_after_cancel": inv.PaidAfterCancel})
+		inv.NewChanges[len(inv.NewChanges)-1].Payment = paid
+		return
 	}
+	inv.announce(Change{Type: ChangePaymentRecorded, Payment: paid})
 }
 
 // flagPayment raises what a payment just recorded needs a person for: money for a failed or a

@@ -198,7 +198,7 @@ func (s *Store) feedPosition(ctx context.Context, c string) (feedCursor, error) 
 		if err != nil {
 			return feedCursor{}, errBadFeedCursor
 		}
-		err = s.pool.QueryRow(ctx, `SELECT xid::text::bigint FROM events WHERE seq = $1`, seq).Scan(&pos.xid)
+		err = s.pool.QueryRow(ctx, `SELECT xid::text::bigint FROM events WHERE seq = $1 AND xid IS NOT NULL`, seq).Scan(&pos.xid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return feedCursor{}, invoice.Errorf(invoice.ErrCursorExpired, "the event this cursor points after has been purged")
 		}
@@ -232,7 +232,8 @@ func (s *Store) FeedLag(ctx context.Context) (time.Duration, error) {
 
 // GetEvent returns one event with its deliveries, or invoice.ErrNotFound.
 func (s *Store) GetEvent(ctx context.Context, id string) (*invoice.Published, error) {
-	evs, err := collectEvents(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events e WHERE e.id = $1`, id))
+	// A thinned event (past EVENTS_RETENTION, its history kept) is gone as an event.
+	evs, err := collectEvents(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events e WHERE e.id = $1 AND e.data IS NOT NULL`, id))
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +259,7 @@ func (s *Store) InvoiceEvents(ctx context.Context, number, after string) ([]*inv
 	}
 	return collectEvents(s.pool.Query(ctx, `
 		SELECT e.seq, e.id, e.type, e.invoice_number, e.created_at, e.data, e.xid::text::bigint AS xid, '[]'::json AS deliveries
-		FROM events e WHERE e.invoice_number = $1 AND e.seq > $2 ORDER BY e.seq`, number, from))
+		FROM events e WHERE e.invoice_number = $1 AND e.seq > $2 AND e.data IS NOT NULL ORDER BY e.seq`, number, from))
 }
 
 // Redeliver queues event id again for endpoint (every active endpoint when ""), as a new delivery
@@ -267,7 +268,7 @@ func (s *Store) Redeliver(ctx context.Context, id, endpoint string) (*invoice.Pu
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO webhook_deliveries (event_seq, endpoint, invoice_number)
 		SELECT e.seq, ep.name, e.invoice_number FROM events e CROSS JOIN webhook_endpoints ep
-		WHERE e.id = @id AND ep.active AND (@endpoint = '' OR ep.name = @endpoint)
+		WHERE e.id = @id AND e.data IS NOT NULL AND ep.active AND (@endpoint = '' OR ep.name = @endpoint)
 		ON CONFLICT (event_seq, endpoint) DO UPDATE
 			SET state = 'pending', next_attempt_at = now(), created_at = now(), finished_at = NULL`,
 		pgx.NamedArgs{"id": id, "endpoint": endpoint})

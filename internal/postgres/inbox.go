@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,45 +54,32 @@ type inboxEntry struct {
 	redelivery bool // a settled notification delivered again: only its count changed
 }
 
-// read looks the notification up in the inbox, and draws the id it gets if it is new (an attention
-// item it raises names it, in the same round trip as the row).
+// read looks the notification up in the inbox and, if it is new, draws the id it will get (an
+// attention item it raises names it, in the same round trip as the row): one statement, and the
+// sequence is touched only for a new one.
 func (e *inboxEntry) read() []stmt {
-	return []stmt{
-		{sql: `SELECT id, outcome FROM notifications WHERE doku_request_id = $1 AND body_sha256 = $2`,
-			args: []any{e.n.RequestID, e.n.BodyDigest()},
-			scan: func(row pgx.Row) error {
-				err := row.Scan(&e.id, &e.prior)
-				e.seen = err == nil
-				if errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				}
-				return err
-			}},
-		{sql: `SELECT nextval(pg_get_serial_sequence('notifications', 'id'))`,
-			scan: func(row pgx.Row) error {
-				var next int64
-				err := row.Scan(&next)
-				if !e.seen {
-					e.id = next
-				}
-				return err
-			}},
-	}
+	return []stmt{{
+		sql: `SELECT coalesce(n.id, nextval(pg_get_serial_sequence('notifications', 'id'))), n.id IS NOT NULL, coalesce(n.outcome, '')
+			FROM (SELECT) AS one LEFT JOIN notifications n ON n.doku_request_id = $1 AND n.body_sha256 = $2`,
+		args: []any{e.n.RequestID, e.n.BodyDigest()},
+		scan: func(row pgx.Row) error { return row.Scan(&e.id, &e.seen, &e.prior) }}}
 }
 
+// upsertInbox stores a notification. Its invoice is its invoice_number: invoice_id, which the release
+// before this one also wrote, is left empty (a foreign-key check per notification that no query
+// needed; a later release drops the column).
 var upsertInbox = compile(`
-	INSERT INTO notifications (id, doku_request_id, invoice_number, headers, body, body_sha256, outcome, invoice_id)
+	INSERT INTO notifications (id, doku_request_id, invoice_number, headers, body, body_sha256, outcome)
 	OVERRIDING SYSTEM VALUE
-	VALUES (@id, @request_id, @invoice_number, @headers, @body, @digest, @outcome, @invoice_id)
+	VALUES (@id, @request_id, @invoice_number, @headers, @body, @digest, @outcome)
 	ON CONFLICT (doku_request_id, body_sha256) DO UPDATE
-		SET deliveries = notifications.deliveries + 1, last_received_at = now(), outcome = excluded.outcome,
-			invoice_id = coalesce(excluded.invoice_id, notifications.invoice_id)`)
+		SET deliveries = notifications.deliveries + 1, last_received_at = now(), outcome = excluded.outcome`)
 
 // write stores the notification with its outcome, or counts one more delivery of it.
-func (e *inboxEntry) write(invoiceID *int64) stmt {
+func (e *inboxEntry) write() stmt {
 	n := e.n
 	return upsertInbox.with(pgx.NamedArgs{"id": e.id, "request_id": n.RequestID, "invoice_number": n.InvoiceNumber,
-		"headers": n.Headers, "body": n.Body, "digest": n.BodyDigest(), "outcome": e.outcome, "invoice_id": invoiceID})
+		"headers": n.Headers, "body": n.Body, "digest": n.BodyDigest(), "outcome": e.outcome})
 }
 
 // process decides what the notification does, given its invoice locked (l is nil when there is no
@@ -106,7 +92,6 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 	}
 	n := e.n
 	var then []stmt
-	var invoiceID *int64
 	switch {
 	case e.apply == nil:
 		then = append(then, e.flag("unreadable:", invoice.ReasonUnreadableNotification, map[string]any{"error": n.InvalidReason}, s.now().UTC()))
@@ -115,7 +100,7 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 		then = append(then, e.flag("unknown:", invoice.ReasonUnknownInvoice, map[string]any{}, s.now().UTC()))
 	default:
 		e.outcome = e.apply(l.Invoice)
-		e.inv, invoiceID = l.Invoice, &l.ID
+		e.inv = l.Invoice
 		if e.seen {
 			// Read now where it could not be before: the item it raised has explained itself.
 			l.ResolvedAttention = append(l.ResolvedAttention,
@@ -124,7 +109,7 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 		}
 		then = s.writeChanges(l)
 	}
-	return append(then, e.write(invoiceID))
+	return append(then, e.write())
 }
 
 // flag raises an attention item about a notification that has no invoice to go with; its key makes a

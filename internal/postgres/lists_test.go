@@ -21,7 +21,7 @@ func TestCheckConstraintsFollowTheDomainLists(t *testing.T) {
 		"attention_items_reason_valid":   strings(invoice.Reasons),
 		"attention_items_state_valid":    strings(invoice.AttentionStates),
 		"invoices_channel_valid":         strings(invoice.Channels),
-		"events_type_valid":              strings(invoice.ChangeTypes),
+		"events_entry_valid":             append(strings(invoice.ChangeTypes), invoice.LogHistory),
 		"webhook_deliveries_state_valid": strings(invoice.DeliveryStates),
 	} {
 		var def string

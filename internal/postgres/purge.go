@@ -82,39 +82,50 @@ func (s *Store) PurgeDeliveries(ctx context.Context, from invoice.DeliveryKey, d
 	return step, invoice.DeliveryKey{EventSeq: *lastSeq, Endpoint: *lastEndpoint}, nil
 }
 
-// PurgeEvents removes, among the next batch of events after sequence number from, those created
-// before cutoff that no delivery waits for or keeps any more, and records the largest feed position it
-// removed (so that a feed cursor from before it expires instead of skipping). It returns how many it
-// removed, where the batch ended, and whether the walk is done (no event left, or the batch reached
-// events created after cutoff).
-func (s *Store) PurgeEvents(ctx context.Context, from int64, cutoff time.Time, batch int) (invoice.PurgeStep, int64, error) {
+// PurgeEvents purges, among the next batch of events still in the feed after position from (in feed
+// order: every event the feed can show, and no other row of the log), those created before cutoff that
+// no delivery waits for or keeps any more: an event carrying its change's history is thinned — its copy
+// of the invoice and its feed position cleared, the history kept with the invoice for good — and one
+// without is deleted. It records the largest feed position it purged (so that a feed cursor from before
+// it expires instead of skipping) and returns how many it purged, where the batch ended, and whether
+// the walk is done (no event left, or the batch reached events created after cutoff). A walk visits
+// only what is still in the feed: what was purged before, and history entries, are never walked again.
+func (s *Store) PurgeEvents(ctx context.Context, from invoice.FeedKey, cutoff time.Time, batch int) (invoice.PurgeStep, invoice.FeedKey, error) {
 	var step invoice.PurgeStep
-	var last *int64
+	var lastXid, lastSeq *int64
 	var oldest *time.Time
 	err := s.pool.QueryRow(ctx, `
 		WITH scan AS (
-			SELECT seq, created_at FROM events WHERE seq > @from ORDER BY seq LIMIT @batch),
+			SELECT seq, xid, created_at, history IS NOT NULL AS has_history FROM events
+			WHERE (xid, seq) > (@xid::bigint::text::xid8, @seq::bigint)
+			ORDER BY xid, seq LIMIT @batch),
+		gone AS (
+			SELECT s.* FROM scan s
+			WHERE s.created_at < @cutoff AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = s.seq)),
 		del AS (
-			DELETE FROM events e USING scan
-			WHERE e.seq = scan.seq AND scan.created_at < @cutoff
-			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = e.seq)
-			RETURNING e.xid, e.seq),
+			DELETE FROM events e USING gone WHERE e.seq = gone.seq AND NOT gone.has_history
+			RETURNING 1),
+		thin AS (
+			UPDATE events e SET data = NULL, xid = NULL FROM gone WHERE e.seq = gone.seq AND gone.has_history
+			RETURNING 1),
 		mark AS (
 			INSERT INTO purge_marks AS m (name, xid, seq, at)
-			SELECT 'events', xid, seq, now() FROM del ORDER BY xid DESC, seq DESC LIMIT 1
+			SELECT 'events', xid, seq, now() FROM gone ORDER BY xid DESC, seq DESC LIMIT 1
 			ON CONFLICT (name) DO UPDATE SET xid = excluded.xid, seq = excluded.seq, at = excluded.at
-			WHERE (m.xid, m.seq) < (excluded.xid, excluded.seq))
-		SELECT (SELECT count(*) FROM del), (SELECT max(seq) FROM scan), (SELECT min(created_at) FROM scan)`,
-		pgx.NamedArgs{"from": from, "cutoff": cutoff, "batch": batch}).Scan(&step.Deleted, &last, &oldest)
+			WHERE (m.xid, m.seq) < (excluded.xid, excluded.seq)),
+		tail AS (SELECT xid, seq FROM scan ORDER BY xid DESC, seq DESC LIMIT 1)
+		SELECT (SELECT count(*) FROM del) + (SELECT count(*) FROM thin),
+			(SELECT xid::text::bigint FROM tail), (SELECT seq FROM tail), (SELECT min(created_at) FROM scan)`,
+		pgx.NamedArgs{"xid": from.Xid, "seq": from.Seq, "cutoff": cutoff, "batch": batch}).Scan(&step.Deleted, &lastXid, &lastSeq, &oldest)
 	if err != nil {
 		return step, from, classify(err)
 	}
-	if last == nil {
+	if lastSeq == nil {
 		step.Done = true
 		return step, from, nil
 	}
 	step.Done = oldest != nil && !oldest.Before(cutoff)
-	return step, *last, nil
+	return step, invoice.FeedKey{Xid: *lastXid, Seq: *lastSeq}, nil
 }
 
 // ThinNotifications replaces the raw body of the next batch of notifications received before cutoff

@@ -54,7 +54,7 @@ func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Dur
 	if len(inv.Metadata) > 0 {
 		metadata = []byte(inv.Metadata)
 	}
-	// One statement: the invoice and the first entry of its history.
+	// One statement, one row: the invoice is the record of its own creation (Store.Events).
 	created, err := oneInvoice(s.pool.Query(ctx, `
 		WITH ins AS (
 			INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, customer_email,
@@ -64,10 +64,7 @@ func (s *Store) Create(ctx context.Context, inv *invoice.Invoice, lease time.Dur
 				@reusable, @info, @receipt_footer, @metadata, @doku_request_id, @doku_request_body, @doku_env, @page_token,
 				now() + @lease * interval '1 microsecond', 1, now() + @lease * interval '1 microsecond')
 			ON CONFLICT (invoice_number) DO NOTHING
-			RETURNING *),
-		ev AS (
-			INSERT INTO invoice_events (invoice_id, source, kind, to_status, detail)
-			SELECT id, 'api', 'created', status, jsonb_build_object('doku_request_id', doku_request_id) FROM ins)
+			RETURNING *)
 		SELECT `+invoiceColumns+` FROM ins i`,
 		pgx.NamedArgs{"number": inv.Number, "channel": inv.Channel, "amount": inv.Amount, "status": inv.Status,
 			"customer_name": inv.Customer.Name, "customer_email": inv.Customer.Email, "expires_in_minutes": inv.ExpiresInMinutes,
@@ -196,40 +193,4 @@ func (s *Store) Ready(ctx context.Context, m *Migrator) error {
 		return &invoice.Error{Kind: invoice.ErrUnavailable, Message: "the database schema is not at the latest migration"}
 	}
 	return nil
-}
-
-// Events returns an invoice's history, oldest first, or invoice.ErrNotFound.
-func (s *Store) Events(ctx context.Context, number string) ([]invoice.Event, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT e.id, e.at, e.source, e.kind, coalesce(e.from_status, '') AS from_status,
-			coalesce(e.to_status, '') AS to_status, e.detail
-		FROM invoices i JOIN invoice_events e ON e.invoice_id = i.id
-		WHERE i.invoice_number = $1 ORDER BY e.id`, number)
-	if err != nil {
-		return nil, classify(err)
-	}
-	type eventRow struct {
-		ID         int64          `db:"id"`
-		At         time.Time      `db:"at"`
-		Source     string         `db:"source"`
-		Kind       string         `db:"kind"`
-		FromStatus string         `db:"from_status"`
-		ToStatus   string         `db:"to_status"`
-		Detail     map[string]any `db:"detail"`
-	}
-	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoice.Event, error) {
-		e, err := pgx.RowToStructByName[eventRow](r)
-		return invoice.Event{ID: e.ID, At: e.At, Source: invoice.Source(e.Source), Kind: invoice.EventKind(e.Kind),
-			From: invoice.Status(e.FromStatus), To: invoice.Status(e.ToStatus), Detail: e.Detail}, err
-	})
-	if err != nil {
-		return nil, classify(err)
-	}
-	if len(evs) == 0 {
-		// Every invoice has its "created" entry: none means no such invoice.
-		if _, err := s.Get(ctx, number); err != nil {
-			return nil, err
-		}
-	}
-	return evs, nil
 }

@@ -10,17 +10,15 @@ import (
 	"github.com/merchant/o2o/internal/invoice"
 )
 
-// writeChanges is what stores everything a decision did to an invoice since it was read — history,
-// new and identified payments, attention items flagged or settled, the invoice's own state and the
-// events that tell the merchant's systems — as one statement per kind of change, all sent in the
-// transaction's last round trip. Nothing is sent for what did not change.
+// writeChanges is what stores everything a decision did to an invoice since it was read — new and
+// identified payments, attention items flagged or settled, the invoice's own state, and its entry in
+// the log: the events that tell the merchant's systems, with the change's history — as one statement
+// per kind of change, all sent in the transaction's last round trip. Nothing is sent for what did not
+// change.
 func (s *Store) writeChanges(l *locked) []stmt {
 	inv := l.Invoice
 	now := s.now().UTC()
 	var sts []stmt
-	if len(inv.NewEvents) > 0 {
-		sts = append(sts, insertEvents(inv.ID, inv.NewEvents, now))
-	}
 	newPayments := inv.Payments[l.readPayments:]
 	if len(newPayments) > 0 {
 		sts = append(sts, insertPayments(inv.ID, newPayments, now))
@@ -37,8 +35,8 @@ func (s *Store) writeChanges(l *locked) []stmt {
 		sts = append(sts, s.updateInvoice(inv, now))
 	}
 	// Last, so that the events carry the invoice as everything above left it.
-	if len(inv.NewChanges) > 0 {
-		sts = append(sts, publishChanges(inv, now))
+	if len(inv.NewChanges) > 0 || len(inv.NewEvents) > 0 {
+		sts = append(sts, appendLog(inv, now))
 	}
 	if len(inv.NewAttention) > 0 {
 		sts = append(sts, insertAttention(inv, inv.NewAttention, now))
@@ -53,37 +51,6 @@ func jsonText(v any) (string, error) {
 		return "", fmt.Errorf("postgres: encode json: %w", err)
 	}
 	return string(raw), nil
-}
-
-// insertEventsSQL writes history entries, given as parallel arrays, in one statement.
-const insertEventsSQL = `
-	INSERT INTO invoice_events (invoice_id, at, source, kind, from_status, to_status, detail)
-	SELECT @invoice_id, at, source, kind, nullif(from_s, ''), nullif(to_s, ''), detail::jsonb
-	FROM unnest(@at::timestamptz[], @source::text[], @kind::text[], @from::text[], @to::text[], @detail::text[])
-		AS e(at, source, kind, from_s, to_s, detail)`
-
-var insertEventsStmt = compile(insertEventsSQL)
-
-func insertEvents(invoiceID int64, evs []invoice.Event, now time.Time) stmt {
-	n := len(evs)
-	at, source, kind, from, to, detail := make([]time.Time, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, e := range evs {
-		at[i] = now
-		if !e.At.IsZero() {
-			at[i] = e.At
-		}
-		source[i], kind[i], from[i], to[i] = string(e.Source), string(e.Kind), string(e.From), string(e.To)
-		d := e.Detail
-		if d == nil {
-			d = map[string]any{}
-		}
-		var err error
-		if detail[i], err = jsonText(d); err != nil {
-			return stmt{err: err}
-		}
-	}
-	return insertEventsStmt.with(pgx.NamedArgs{"invoice_id": invoiceID, "at": at, "source": source,
-		"kind": kind, "from": from, "to": to, "detail": detail})
 }
 
 var insertPaymentsStmt = compile(`

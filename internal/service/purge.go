@@ -14,7 +14,7 @@ type Purging interface {
 	TakeLease(ctx context.Context, name, holder string, lease time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	PurgeDeliveries(ctx context.Context, from invoice.DeliveryKey, delivered, dead time.Time, batch int) (invoice.PurgeStep, invoice.DeliveryKey, error)
-	PurgeEvents(ctx context.Context, from int64, cutoff time.Time, batch int) (invoice.PurgeStep, int64, error)
+	PurgeEvents(ctx context.Context, from invoice.FeedKey, cutoff time.Time, batch int) (invoice.PurgeStep, invoice.FeedKey, error)
 	ThinNotifications(ctx context.Context, cutoff time.Time, batch int) (invoice.PurgeStep, error)
 }
 
@@ -73,8 +73,8 @@ func (s *Service) Purge(ctx context.Context, holder string, onBatch func(table s
 			return true, err
 		}
 	}
-	for seq := int64(0); ; {
-		step, next, err := s.store.PurgeEvents(ctx, seq, delivered, batch)
+	for at := (invoice.FeedKey{}); ; {
+		step, next, err := s.store.PurgeEvents(ctx, at, delivered, batch)
 		if err != nil {
 			return true, err
 		}
@@ -82,7 +82,7 @@ func (s *Service) Purge(ctx context.Context, holder string, onBatch func(table s
 		if step.Done {
 			break
 		}
-		seq = next
+		at = next
 		if err := renew(); err != nil {
 			return true, err
 		}

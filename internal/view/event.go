@@ -29,7 +29,7 @@ type EventData struct {
 func ChangeData(c invoice.Change, inv *invoice.Invoice) ([]byte, error) {
 	v := OfInvoice(inv)
 	d := EventData{Invoice: &v}
-	if c.Type == invoice.ChangePaymentRecorded && c.Payment >= 0 && c.Payment < len(inv.Payments) {
+	if c.Payment >= 0 && c.Payment < len(inv.Payments) {
 		p := OfPayment(inv.Payments[c.Payment])
 		d.Payment = &p
 	}

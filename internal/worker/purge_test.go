@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"net/http"
 	"sort"
 	"strings"
@@ -72,7 +74,8 @@ func lifecycleRows(t *testing.T, s *apitest.Stack) {
 // assertLifecycle checks that exactly what was past its window is gone.
 func assertLifecycle(t *testing.T, s *apitest.Stack) {
 	t.Helper()
-	rows, err := s.DB.Pool.Query(context.Background(), `SELECT invoice_number FROM events WHERE invoice_number NOT LIKE 'INV-%' ORDER BY 1`)
+	rows, err := s.DB.Pool.Query(context.Background(), `SELECT invoice_number FROM events
+		WHERE invoice_number NOT LIKE 'INV-%' AND data IS NOT NULL ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +105,35 @@ func assertLifecycle(t *testing.T, s *apitest.Stack) {
 	}
 }
 
+// historyRows adds to the log, for invoice number, an old event that carries its change's history
+// (thinned by the purge: the history stays with the invoice, the copy of the invoice goes) and an old
+// history entry (never purged).
+func historyRows(t *testing.T, s *apitest.Stack, number string) {
+	t.Helper()
+	sqlExec(t, s, `INSERT INTO events (id, type, invoice_id, invoice_number, created_at, data, history)
+		SELECT 'evt_' || md5('thin-history-old'), 'invoice.expired', id, 'thin-history-old', now() - interval '10 days',
+			'{"invoice": null}', '[{"at": "2026-01-01T00:00:00Z", "source": "reconciler", "kind": "doku_check", "from": null, "to": null, "detail": {"note": "thinned, kept"}}]'
+		FROM invoices WHERE invoice_number = $1`, number)
+	sqlExec(t, s, `INSERT INTO events (type, invoice_id, invoice_number, xid, created_at, history)
+		SELECT 'history', id, NULL, NULL, now() - interval '30 days',
+			'[{"at": "2026-01-01T00:00:01Z", "source": "reconciler", "kind": "doku_check", "from": null, "to": null, "detail": {"note": "history entry, kept"}}]'
+		FROM invoices WHERE invoice_number = $1`, number)
+}
+
 // The purge removes exactly what is past its window — delivered webhooks and their attempts after
 // EVENTS_RETENTION, dead ones after EVENTS_DEAD_RETENTION, every delivery to a removed endpoint, events
-// nothing keeps — thins old notification bodies to their digest, and touches nothing else; a feed
-// cursor from before what it removed expires (410) instead of skipping it.
+// nothing keeps — thins old notification bodies to their digest, thins old events that carry history
+// to that history, and touches nothing else; a feed cursor from before what it removed expires (410)
+// instead of skipping it.
 func TestPurgeRemovesExactlyWhatIsPastItsWindow(t *testing.T) {
 	t.Parallel()
 	rc := apitest.NewReceiver(t)
 	s := apitest.New(t, apitest.Options{Config: apitest.Endpoint("orders", rc), Adjust: retention(2, time.Minute)})
+	// An invoice whose log holds an old event with history, and an old history entry. (Written first:
+	// the purge walks the feed's order, which is also, give or take a transaction, the order of time.)
+	s.Create(apitest.NewInvoice("INV-PURGE-HISTORY", "alfa"))
+	historyRows(t, s, "INV-PURGE-HISTORY")
+	history := s.Send(apitest.Request{Method: http.MethodGet, Path: "/v1/invoices/INV-PURGE-HISTORY/events"})
 	lifecycleRows(t, s)
 	payInvoices(t, s, "INV-PURGE-LIVE", 2) // today's money and events: untouched
 	first := s.GET("/v1/events?limit=1").EventPage(t)
@@ -128,11 +152,27 @@ func TestPurgeRemovesExactlyWhatIsPastItsWindow(t *testing.T) {
 	if after := s.Count(`SELECT count(*) FROM events WHERE invoice_number LIKE 'INV-%'`); after != before {
 		t.Errorf("today's events: %d before, %d after", before, after)
 	}
-	if n := s.Count(`SELECT count(*) FROM invoices`); n != 2 {
-		t.Errorf("%d invoices left, want both (money records are kept)", n)
+	// The old event with history is thinned, not deleted: its history is the invoice's, kept for good;
+	// its copy of the invoice and its place in the feed are gone. The history entry is untouched.
+	if n := s.Count(`SELECT count(*) FROM events WHERE invoice_number = 'thin-history-old' AND data IS NULL AND xid IS NULL
+		AND history::text LIKE '%thinned, kept%'`); n != 1 {
+		t.Errorf("the old event with history: %d thinned rows, want 1", n)
+	}
+	if n := s.Count(`SELECT count(*) FROM events WHERE type = 'history' AND history::text LIKE '%history entry, kept%'`); n != 1 {
+		t.Errorf("the old history entry: %d rows, want 1 (a history entry is never purged)", n)
+	}
+	if again := s.Send(apitest.Request{Method: http.MethodGet, Path: "/v1/invoices/INV-PURGE-HISTORY/events"}); again.Status != http.StatusOK ||
+		string(again.Body) != string(history.Body) || !strings.Contains(string(again.Body), "thinned, kept") {
+		t.Errorf("the invoice's history changed with the purge:\nbefore %s\nafter  %s", history.Body, again.Body)
+	}
+	if r := s.GET("/v1/events/evt_" + md5hex("thin-history-old")); r.Status != http.StatusNotFound {
+		t.Errorf("a thinned event is still served: HTTP %d", r.Status)
+	}
+	if n := s.Count(`SELECT count(*) FROM invoices`); n != 3 {
+		t.Errorf("%d invoices left, want all 3 (money records are kept)", n)
 	}
 	m := string(s.Send(apitest.Request{Method: http.MethodGet, Path: "/metrics"}).Body)
-	for _, line := range []string{`o2o_purged_rows_total{table="events"} 4`, `o2o_purged_rows_total{table="webhook_deliveries"} 3`,
+	for _, line := range []string{`o2o_purged_rows_total{table="events"} 5`, `o2o_purged_rows_total{table="webhook_deliveries"} 3`,
 		`o2o_purged_rows_total{table="webhook_attempts"} 3`, `o2o_purged_rows_total{table="notifications"} 2`, `o2o_table_size_bytes{table="events"}`} {
 		if !strings.Contains(m, line) {
 			t.Errorf("metrics lack %s:\n%s", line, grepLines(m, "purged"))
@@ -146,6 +186,11 @@ func TestPurgeRemovesExactlyWhatIsPastItsWindow(t *testing.T) {
 	if n, _, err := p.RunOnce(context.Background()); n != 0 || err != nil {
 		t.Errorf("a second purge removed %d rows (%v)", n, err)
 	}
+}
+
+func md5hex(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func purger(s *apitest.Stack, holder string) *worker.Purger {

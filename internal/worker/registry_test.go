@@ -72,8 +72,8 @@ func TestRollingDeployDeliversEveryEventToEveryEndpoint(t *testing.T) {
 	}
 
 	evs := waitDelivered(t, s, 20*time.Second)
-	if len(evs) != 5*3 {
-		t.Fatalf("%d events, want 15", len(evs))
+	if len(evs) != 5*2 {
+		t.Fatalf("%d events, want 10 (5 invoices: pending, paid)", len(evs))
 	}
 	if n := s.Count(`SELECT count(*) FROM webhook_deliveries`); n != 2*len(evs) {
 		t.Errorf("%d deliveries for %d events to two endpoints: some event was not queued for both", n, len(evs))
@@ -157,7 +157,7 @@ func TestSecretRotationLeavesNoGap(t *testing.T) {
 	rc.VerifyWith(t, newSecret) // the receiver switches to the new secret
 	payInvoices(t, s, "INV-ROT-NEW", 1)
 	evs := waitDelivered(t, s, 10*time.Second)
-	if len(rc.Acknowledged()) != len(evs) || len(evs) != 6 || rc.Refused() != 0 {
+	if len(rc.Acknowledged()) != len(evs) || len(evs) != 4 || rc.Refused() != 0 {
 		t.Fatalf("%d events, %d acknowledged, %d refused by a receiver verifying with the old, then the new secret",
 			len(evs), len(rc.Acknowledged()), rc.Refused())
 	}
