@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -510,7 +511,7 @@ func leastPrivilegedPool(t testing.TB, db *pgtest.DB) *pgxpool.Pool {
 		}
 		pgtest.AdminExec(t, "DROP ROLE IF EXISTS "+role)
 	})
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "postgres", "roles.sql"))
+	raw, err := os.ReadFile(filepath.Join(RepoRoot(t), "deploy", "postgres", "roles.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,8 +533,8 @@ func leastPrivilegedPool(t testing.TB, db *pgtest.DB) *pgxpool.Pool {
 	return pool
 }
 
-// repoRoot is the repository's top directory, found from the test's working directory.
-func repoRoot(t testing.TB) string {
+// RepoRoot is the repository's top directory, found from the test's working directory.
+func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -547,4 +548,15 @@ func repoRoot(t testing.TB) string {
 			t.Fatal("no go.mod above the test's directory")
 		}
 	}
+}
+
+// FreePort is a loopback TCP port nothing listens on right now, for a process a test starts.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/merchant/o2o/internal/apitest"
 	"github.com/merchant/o2o/internal/postgres"
 )
 
@@ -40,7 +40,7 @@ type pgHost struct {
 func newPGHost(t *testing.T) *pgHost {
 	t.Helper()
 	cmd := exec.Command("bash", "-c", ". .dev/pg.sh && pg_server_bindir")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = apitest.RepoRoot(t)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("pg_server_bindir (.dev/pg.sh): %v", err)
@@ -190,7 +190,7 @@ func (c *cluster) appendConf(conf string) {
 func (c *cluster) start() {
 	c.h.t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort(c.h.t)
+		port := apitest.FreePort(c.h.t)
 		logf, err := os.Create(c.log)
 		if err != nil {
 			c.h.t.Fatal(err)
@@ -426,17 +426,6 @@ func procStat(pid int) (ppid int, state string) {
 	return ppid, fields[0]
 }
 
-// freePort is a loopback TCP port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // asRoot runs a command that needs root (network devices and routes): directly as root, else through
 // sudo without a password prompt.
 func asRoot(args ...string) error {
@@ -448,21 +437,4 @@ func asRoot(args ...string) error {
 		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
-}
-
-// repoRoot is the repository's top directory, found from the test's working directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if dir == filepath.Dir(dir) {
-			t.Fatal("no go.mod above the test's directory")
-		}
-	}
 }

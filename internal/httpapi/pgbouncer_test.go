@@ -652,7 +652,7 @@ func startPgBouncer(t *testing.T, c bouncerConfig) *pgBouncer {
 	}
 	ini := filepath.Join(dir, "pgbouncer.ini")
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port := apitest.FreePort(t)
 		b.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		conf := fmt.Sprintf(`[databases]
 * = %s
@@ -745,17 +745,6 @@ func unprivilegedUser(t *testing.T) (uid, gid uint32) {
 	}
 	t.Fatal("running as root, and there is neither a postgres nor a nobody user to run pgbouncer as")
 	return 0, 0
-}
-
-// freePort is a TCP port on loopback that nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // waitListening waits until addr accepts connections; false when the process exited first or within
