@@ -63,15 +63,17 @@ func TestSchemaForbidsDuplicatesAndNonsense(t *testing.T) {
 	inv := issued(t, s, "INV-1")
 
 	cases := map[string]string{
-		"duplicate Request-Id": `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 1, 'creating', 'A', 60, 'req-INV-1', '')`,
-		"bad invoice number":   `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV 2', 'alfa', 1, 'creating', 'A', 60, 'r2', '')`,
-		"zero amount":          `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 0, 'creating', 'A', 60, 'r2', '')`,
-		"unknown channel":      `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'ovo', 1, 'creating', 'A', 60, 'r2', '')`,
-		"pending without code": `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 1, 'pending', 'A', 60, 'r2', '')`,
-		"footer on indomaret":  `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body, receipt_footer) VALUES ('INV-2', 'indomaret', 1, 'creating', 'A', 60, 'r2', '', 'x')`,
-		"paid without time":    `UPDATE invoices SET status = 'paid' WHERE invoice_number = 'INV-1'`,
-		"same payment twice":   fmt.Sprintf(`INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES (%[1]d, 'single', 1, now(), 'webhook'), (%[1]d, 'single', 1, now(), 'webhook')`, inv.ID),
-		"negative payment":     fmt.Sprintf(`INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES (%d, 'x', -1, now(), 'webhook')`, inv.ID),
+		// (No case for a duplicate Request-Id: it is unique by construction — derived from the invoice
+		// number, which is — and migration 00023 dropped its index.)
+		"duplicate invoice number": `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-1', 'alfa', 1, 'creating', 'A', 60, 'r2', '')`,
+		"bad invoice number":       `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV 2', 'alfa', 1, 'creating', 'A', 60, 'r2', '')`,
+		"zero amount":              `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 0, 'creating', 'A', 60, 'r2', '')`,
+		"unknown channel":          `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'ovo', 1, 'creating', 'A', 60, 'r2', '')`,
+		"pending without code":     `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body) VALUES ('INV-2', 'alfa', 1, 'pending', 'A', 60, 'r2', '')`,
+		"footer on indomaret":      `INSERT INTO invoices (invoice_number, channel, amount, status, customer_name, expires_in_minutes, doku_request_id, doku_request_body, receipt_footer) VALUES ('INV-2', 'indomaret', 1, 'creating', 'A', 60, 'r2', '', 'x')`,
+		"paid without time":        `UPDATE invoices SET status = 'paid' WHERE invoice_number = 'INV-1'`,
+		"same payment twice":       fmt.Sprintf(`INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES (%[1]d, 'single', 1, now(), 'webhook'), (%[1]d, 'single', 1, now(), 'webhook')`, inv.ID),
+		"negative payment":         fmt.Sprintf(`INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES (%d, 'x', -1, now(), 'webhook')`, inv.ID),
 	}
 	for name, sql := range cases {
 		_, err := db.Pool.Exec(ctx, sql)
