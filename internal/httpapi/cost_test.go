@@ -46,10 +46,11 @@ func (r *statements) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.Trace
 func (r *statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // A payment costs what it records and no more: DOKU's notification that pays an invoice is one
-// transaction of two round trips, seven statements besides BEGIN and COMMIT, and four rows — the
-// invoice, the payment, one event (invoice.paid, carrying the payment and the change's history) and
-// the notification in the inbox. Before the one log it was eleven statements and eight rows: two
-// history rows and two events, each event with its own copy of the invoice.
+// transaction of two round trips — the invoice locked and read, then its payments and the inbox read
+// under the lock; then the four rows written: the payment, the invoice, one event (invoice.paid,
+// carrying the payment and the change's history) and the notification in the inbox — six statements
+// besides BEGIN and COMMIT. Before the one log it was eleven statements and eight rows: two history
+// rows and two events, each event with its own copy of the invoice.
 func TestAPaymentWritesOneRowPerRecord(t *testing.T) {
 	t.Parallel()
 	rec := &statements{}
@@ -62,7 +63,7 @@ func TestAPaymentWritesOneRowPerRecord(t *testing.T) {
 		t.Fatalf("notification: HTTP %d %s", r.Status, r.Body)
 	}
 	sent := rec.take()
-	want := []string{"BEGIN", "SELECT id FROM invoices", "SELECT", "SELECT coalesce(n.id", "INSERT INTO payments",
+	want := []string{"BEGIN", "SELECT i.id", "SELECT (SELECT coalesce((SELECT json_agg", "INSERT INTO payments",
 		"UPDATE invoices", "WITH ev AS ( INSERT INTO events", "INSERT INTO notifications", "COMMIT"}
 	if len(sent) != len(want) {
 		t.Fatalf("a paying notification sent %d statements, want %d:\n%s", len(sent), len(want), strings.Join(sent, "\n"))
@@ -71,6 +72,9 @@ func TestAPaymentWritesOneRowPerRecord(t *testing.T) {
 		if !strings.HasPrefix(sent[i], w) {
 			t.Errorf("statement %d is %.80q, want one that starts %q", i+1, sent[i], w)
 		}
+	}
+	if !strings.HasSuffix(sent[1], "FOR UPDATE") {
+		t.Errorf("the invoice is read without its row lock: %q", sent[1])
 	}
 
 	// The rows the transaction wrote are those whose xmin is its id: the paid event says which.

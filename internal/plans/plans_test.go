@@ -242,8 +242,14 @@ func judge(t *testing.T, verdicts []verdict) {
 		lines = append(lines, fmt.Sprintf("%-26s %-60s %s", label(st), shorten(st.SQL, 60), strings.Join(marks, ", ")))
 	}
 	t.Logf("statements explained (plan, verdict, estimated cost):\n%s", strings.Join(lines, "\n"))
+	groupUsed := map[string]bool{}
 	for i := range knownFindings {
-		if k := &knownFindings[i]; !used[k] {
+		if k := &knownFindings[i]; used[k] && k.group != "" {
+			groupUsed[k.group] = true
+		}
+	}
+	for i := range knownFindings {
+		if k := &knownFindings[i]; !used[k] && (k.group == "" || !groupUsed[k.group]) {
 			t.Errorf("known finding no longer occurs (fixed? remove it from knownFindings): %s %q %s plan: %s", k.method, k.sql, k.plan, k.problem)
 		}
 	}
@@ -307,11 +313,14 @@ func argsText(v verdict) string {
 type knownFinding struct {
 	method, sql, plan, problem string
 	why, fix                   string
+	// group names findings that are one problem planned in different ways: the planner may choose
+	// either, so the group, not each, must still occur.
+	group string
 }
 
 var knownFindings = []knownFinding{
 	{
-		method: "ListEvents", sql: "d.state = $", plan: "custom", problem: "rows of events (Index Scan using events_xid_seq_idx)",
+		method: "ListEvents", sql: "d.state = $", plan: "custom", problem: "rows of events (Index Scan using events_xid_seq_idx)", group: "dead listing",
 		why: "GET /v1/events?delivery_state=dead[&endpoint=] walks the whole feed in (xid, seq) order and looks every " +
 			"event up in webhook_deliveries: with one event in a hundred dead, a page of 100 reads ~27,000 events. " +
 			"webhook_deliveries_dead_idx finds the dead ones, but not in the feed's order, so the planner walks the feed",
@@ -320,6 +329,13 @@ var knownFindings = []knownFinding{
 			"event_xid, event_seq) WHERE state = 'dead', the statement walking that index and joining events by seq; " +
 			"or, since dead deliveries are kept only EVENTS_DEAD_RETENTION, read them from webhook_deliveries_dead_idx " +
 			"and sort them (a bounded set only while that window and the failure rate are small)",
+	},
+	{
+		method: "ListEvents", sql: "d.state = $", plan: "custom", problem: "webhook_deliveries_dead_idx on webhook_deliveries with no Index Cond", group: "dead listing",
+		why: "the same listing, planned the other way round (the planner picks either, by the statistics of the load): every " +
+			"dead delivery read from webhook_deliveries_dead_idx and the events sorted into feed order — bounded by " +
+			"EVENTS_DEAD_RETENTION and the failure rate, not by the page",
+		fix: "the same: the event's xid on its delivery, and the dead ones indexed in feed order",
 	},
 }
 

@@ -48,6 +48,8 @@ type inboxEntry struct {
 	seen  bool
 	id    int64
 	prior invoice.Outcome
+	// payments are those of the invoice, read with the inbox under its lock (stmt.payments).
+	payments []paymentRow
 
 	outcome    invoice.Outcome
 	inv        *invoice.Invoice
@@ -55,14 +57,16 @@ type inboxEntry struct {
 }
 
 // read looks the notification up in the inbox and, if it is new, draws the id it will get (an
-// attention item it raises names it, in the same round trip as the row): one statement, and the
-// sequence is touched only for a new one.
+// attention item it raises names it, in the same round trip as the row), and reads the payments of
+// its invoice, locked by then: one statement, and the sequence is touched only for a new one.
 func (e *inboxEntry) read() []stmt {
 	return []stmt{{
-		sql: `SELECT coalesce(n.id, nextval(pg_get_serial_sequence('notifications', 'id'))), n.id IS NOT NULL, coalesce(n.outcome, '')
+		sql: `SELECT (SELECT ` + paymentsOfI + ` FROM invoices i WHERE i.invoice_number = $3),
+				coalesce(n.id, nextval(pg_get_serial_sequence('notifications', 'id'))), n.id IS NOT NULL, coalesce(n.outcome, '')
 			FROM (SELECT) AS one LEFT JOIN notifications n ON n.doku_request_id = $1 AND n.body_sha256 = $2`,
-		args: []any{e.n.RequestID, e.n.BodyDigest()},
-		scan: func(row pgx.Row) error { return row.Scan(&e.id, &e.seen, &e.prior) }}}
+		args:     []any{e.n.RequestID, e.n.BodyDigest(), e.n.InvoiceNumber},
+		scan:     func(row pgx.Row) error { return row.Scan(&e.payments, &e.id, &e.seen, &e.prior) },
+		payments: &e.payments}}
 }
 
 // upsertInbox stores a notification. Its invoice is its invoice_number: invoice_id, which the release

@@ -51,8 +51,11 @@ type invoiceRow struct {
 	NextCheckAt      *time.Time   `db:"next_check_at"`
 	CreatedAt        time.Time    `db:"created_at"`
 	UpdatedAt        time.Time    `db:"updated_at"`
-	Payments         []paymentRow `db:"payments" expr:"coalesce((SELECT json_agg(json_build_object('id', p.id, 'dedupe_key', p.dedupe_key, 'amount', p.amount, 'paid_at', p.paid_at, 'source', p.source, 'doku_request_id', p.doku_request_id, 'identifiers', p.identifiers, 'created_at', p.created_at) ORDER BY p.id) FROM payments p WHERE p.invoice_id = i.id), '[]')"`
+	Payments         []paymentRow `db:"payments"` // computed: paymentsOfI
 }
+
+// paymentsOfI is the payments of invoice i as one JSON array (paymentRow), oldest first.
+const paymentsOfI = `coalesce((SELECT json_agg(json_build_object('id', p.id, 'dedupe_key', p.dedupe_key, 'amount', p.amount, 'paid_at', p.paid_at, 'source', p.source, 'doku_request_id', p.doku_request_id, 'identifiers', p.identifiers, 'created_at', p.created_at) ORDER BY p.id) FROM payments p WHERE p.invoice_id = i.id), '[]')`
 
 // paymentRow is one payment, read as JSON with its invoice so that a read is one round trip whatever
 // the number of payments.
@@ -67,21 +70,29 @@ type paymentRow struct {
 	CreatedAt   time.Time         `json:"created_at"`
 }
 
-// invoiceColumns is the select list of invoiceRow, over table alias i.
-var invoiceColumns = func() string {
+// invoiceColumns is the select list of invoiceRow, over table alias i; invoiceColumnsNoPayments the
+// same with an empty list of payments, for a statement whose subqueries must not be trusted (tx.go).
+var invoiceColumns, invoiceColumnsNoPayments = selectList(false), selectList(true)
+
+func selectList(noPayments bool) string {
 	t := reflect.TypeOf(invoiceRow{})
 	cols := make([]string, t.NumField())
 	for k := range cols {
 		f := t.Field(k)
 		name := f.Tag.Get("db")
-		if expr := f.Tag.Get("expr"); expr != "" {
+		switch expr := f.Tag.Get("expr"); {
+		case name == "payments" && noPayments:
+			cols[k] = "'[]'::json AS " + name
+		case name == "payments":
+			cols[k] = paymentsOfI + " AS " + name
+		case expr != "":
 			cols[k] = expr + " AS " + name
-		} else {
+		default:
 			cols[k] = "i." + name
 		}
 	}
 	return strings.Join(cols, ", ")
-}()
+}
 
 // scanInvoice reads one invoice row.
 func scanInvoice(row pgx.CollectableRow) (*invoice.Invoice, error) {
@@ -126,10 +137,16 @@ func (r *invoiceRow) toInvoice() *invoice.Invoice {
 	if len(r.Metadata) > 0 {
 		inv.Metadata = json.RawMessage(r.Metadata)
 	}
-	for _, p := range r.Payments {
-		inv.Payments = append(inv.Payments, invoice.Payment{ID: p.ID, DedupeKey: p.DedupeKey, Amount: p.Amount,
+	inv.Payments = toPayments(r.Payments)
+	return inv
+}
+
+func toPayments(rows []paymentRow) []invoice.Payment {
+	var out []invoice.Payment
+	for _, p := range rows {
+		out = append(out, invoice.Payment{ID: p.ID, DedupeKey: p.DedupeKey, Amount: p.Amount,
 			PaidAt: p.PaidAt.UTC(), Source: invoice.Source(p.Source), RequestID: p.RequestID, Identifiers: p.Identifiers,
 			CreatedAt: p.CreatedAt.UTC()})
 	}
-	return inv
+	return out
 }

@@ -323,3 +323,58 @@ func replicasMigrate(t *testing.T) {
 		}
 	}
 }
+
+// A change that waits for an invoice's row lock sees what the lock's holder committed — its payments
+// included. Forced: another transaction holds the lock and adds a payment; the change starts, waits
+// for the lock (seen waiting in pg_stat_activity); the holder commits. Read in the statement that took
+// the lock, the payments would come from the snapshot taken before the wait, without that payment.
+func TestAChangeWaitingForTheLockSeesTheHoldersPayments(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+	inv := issued(t, s, "INV-WAIT")
+
+	holder, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(ctx) }()
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM invoices WHERE id = $1 FOR UPDATE`, inv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `INSERT INTO payments (invoice_id, dedupe_key, amount, paid_at, source) VALUES ($1, 'by-the-holder', 150000, now(), 'webhook')`, inv.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := make(chan int, 1)
+	go func() {
+		_, err := s.Update(ctx, "INV-WAIT", func(i *invoice.Invoice) error {
+			seen <- len(i.Payments)
+			return nil
+		})
+		if err != nil {
+			t.Errorf("update: %v", err)
+			seen <- -1
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the change never waited for the lock")
+		}
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-seen; n != 1 {
+		t.Errorf("the change that waited for the lock saw %d payments, want the one its holder committed", n)
+	}
+}

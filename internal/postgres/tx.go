@@ -22,6 +22,10 @@ type stmt struct {
 	// publishes is set on statements that write events: once they commit, the store says so
 	// (Store.OnPublished).
 	publishes bool
+	// payments, on the first of a lockedTx's first statements, says that it also reads the locked
+	// invoice's payments (paymentsOfI, over invoices i of the invoice number) into it: the
+	// transaction then sends no statement of its own for them.
+	payments *[]paymentRow
 }
 
 func (st stmt) publishing() stmt {
@@ -38,21 +42,20 @@ type locked struct {
 	readKeys     []string // the payments' dedupe keys as read
 }
 
-// lockRow takes the invoice's row lock; readLocked then reads it with its payments. They must be two
-// statements: under READ COMMITTED a SELECT … FOR UPDATE that waited for the lock re-reads the locked
-// row but evaluates its subqueries — the payments — in the snapshot taken before the wait, so a
-// payment committed by the previous holder would be invisible. The next statement takes a new
-// snapshot, after the lock is held.
-const (
-	lockRow    = `SELECT id FROM invoices WHERE invoice_number = $1 FOR UPDATE`
-	readLocked = `SELECT ` + "%s" + ` FROM invoices i WHERE i.invoice_number = $1`
+// lockRead takes the invoice's row lock and reads the invoice; paymentsRead then reads its payments.
+// They must be two statements: under READ COMMITTED a SELECT … FOR UPDATE that waited for the lock
+// re-reads the locked row itself but evaluates its subqueries — the payments — in the snapshot taken
+// before the wait, so a payment committed by the previous holder would be invisible. The next
+// statement takes a new snapshot, after the lock is held. A change that reads something else under
+// the lock (the notification inbox) reads it in the payments' statement (stmt.payments).
+var (
+	lockRead     = `SELECT ` + invoiceColumnsNoPayments + ` FROM invoices i WHERE i.invoice_number = $1 FOR UPDATE`
+	paymentsRead = `SELECT ` + paymentsOfI + ` FROM invoices i WHERE i.invoice_number = $1`
 )
 
-var readLockedSQL = fmt.Sprintf(readLocked, invoiceColumns)
-
 // lockedTx is every multi-statement change, in two round trips to the database: first BEGIN, the
-// lock and read of the invoice (skipped when number is empty) and the statements of first, which so
-// see whatever the lock's previous holder committed; then
+// lock and read of the invoice and its payments (skipped when number is empty) and the statements of
+// first, which so see whatever the lock's previous holder committed; then
 // decide, with the invoice (nil when there is none), returns the statements that store its decision,
 // sent with COMMIT. No other work happens while the transaction is open, and an error anywhere rolls
 // everything back. Round trips, not statements, were the service's largest cost on the hot paths.
@@ -84,37 +87,42 @@ func (s *Store) lockedTx(ctx context.Context, number string, first []stmt, decid
 func begin(ctx context.Context, conn *pgxpool.Conn, number string, first []stmt) (*locked, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	ownPayments := len(first) == 0 || first[0].payments == nil
 	if number != "" {
-		b.Queue(lockRow, number)
-		b.Queue(readLockedSQL, number)
+		b.Queue(lockRead, number)
+		if ownPayments {
+			b.Queue(paymentsRead, number)
+		}
 	}
 	for _, st := range first {
 		b.Queue(st.sql, st.args...)
 	}
 	br := conn.SendBatch(ctx, b)
-	inv, err := readBegun(br, number, first)
+	inv, err := readBegun(br, number, ownPayments, first)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	return inv, classify(err)
 }
 
-func readBegun(br pgx.BatchResults, number string, first []stmt) (*locked, error) {
+func readBegun(br pgx.BatchResults, number string, ownPayments bool, first []stmt) (*locked, error) {
 	if _, err := br.Exec(); err != nil {
 		return nil, err
 	}
 	var read *invoice.Invoice
+	var payments []paymentRow
 	if number != "" {
-		var id int64
-		if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return nil, err
-		}
 		rows, err := br.Query()
 		if err != nil {
 			return nil, err
 		}
 		if read, err = pgx.CollectExactlyOneRow(rows, scanInvoice); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, err
+		}
+		if ownPayments {
+			if err := br.QueryRow().Scan(&payments); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return nil, err
+			}
 		}
 	}
 	if err := runResults(br, first); err != nil {
@@ -123,6 +131,10 @@ func readBegun(br pgx.BatchResults, number string, first []stmt) (*locked, error
 	if read == nil {
 		return nil, nil
 	}
+	if !ownPayments {
+		payments = *first[0].payments
+	}
+	read.Payments = toPayments(payments)
 	l := &locked{Invoice: read, readState: mutableState(read), readPayments: len(read.Payments)}
 	for _, p := range read.Payments {
 		l.readKeys = append(l.readKeys, p.DedupeKey)
