@@ -36,9 +36,13 @@ test-ha: ## PostgreSQL failover proven: its own primary and streaming standby, S
 k8s-check: ## The Kubernetes manifests build, decode strictly into the API types and agree with the code (offline)
 	cd $(K8S_CHECK) && $(GO) test -count=1 ./...
 
+# make bench VOLUME=2000000: then a year of that many invoices in the same database and the rows again;
+# make bench PGSS=1: on a throwaway cluster with pg_stat_statements (cmd/o2obench/README.md).
+VOLUME ?=
+PGSS ?=
 bench: build ## Throughput, latency and cost of create and webhook against pgbench's ceiling and the raw database (needs make test's Postgres and pgbench)
 	$(GO) build -trimpath -o $(BIN)/o2obench ./cmd/o2obench
-	./$(BIN)/o2obench -bin $(BIN) -out bench-results/latest.json
+	./$(BIN)/o2obench -bin $(BIN) -out bench-results/latest.json $(if $(VOLUME),-volume $(VOLUME)) $(if $(PGSS),-throwaway-cluster)
 
 FUZZTIME ?= 60s
 fuzz: ## Run every fuzz target for FUZZTIME each (their seed corpora run in every make test)

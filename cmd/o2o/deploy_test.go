@@ -904,8 +904,13 @@ func anchors(doc string) []string {
 	var out []string
 	seen := map[string]int{}
 	drop := regexp.MustCompile(`[^\p{L}\p{N} _-]`)
-	for _, line := range strings.Split(stripCodeBlocks(doc), "\n") {
-		if !strings.HasPrefix(line, "#") {
+	fenced := false
+	for _, line := range strings.Split(doc, "\n") {
+		// Code blocks hold no headings; a heading's code spans keep their text in its anchor.
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+		}
+		if fenced || !strings.HasPrefix(line, "#") {
 			continue
 		}
 		title := strings.TrimSpace(strings.TrimLeft(line, "#"))

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +46,35 @@ type cost struct {
 	Commits     *float64 `json:"commits,omitempty"`
 	RowsWritten *float64 `json:"rows_written,omitempty"`
 	Statements  *float64 `json:"statements,omitempty"`
+	// TopStatements are, with pg_stat_statements, the statements that took the most of the server's
+	// execution time during the row, per completed request.
+	TopStatements []stmtCost `json:"top_statements,omitempty"`
 }
+
+// stmtCost is one statement's share of a row, from pg_stat_statements.
+type stmtCost struct {
+	Query         string  `json:"query"`
+	CallsPerReq   float64 `json:"calls_per_request"`
+	RowsPerReq    float64 `json:"rows_per_request"`
+	MeanMs        float64 `json:"mean_ms"`
+	BlocksPerCall float64 `json:"shared_blocks_per_call"` // hit or read
+	ReadsPerCall  float64 `json:"shared_blocks_read_per_call"`
+	// ReadMsPerCall is the time spent waiting for reads, with track_io_timing on (else 0).
+	ReadMsPerCall float64 `json:"read_ms_per_call"`
+	TotalPct      float64 `json:"share_of_execution_time_pct"`
+}
+
+// stmtCounters are pg_stat_statements' running totals of one statement.
+type stmtCounters struct {
+	query         string
+	calls, rows   int64
+	blocks, reads int64
+	totalExecMs   float64
+	readMs        float64
+}
+
+// topStatements is how many statements of each row the report keeps.
+const topStatements = 8
 
 // costMethod says how costs were measured on this run, and what may have inflated them.
 type costMethod struct {
@@ -183,6 +213,7 @@ type snapshot struct {
 	xid, wal                int64
 	commits, rows           int64 // with counters only
 	statements              int64 // with pg_stat_statements only
+	perStatement            map[int64]stmtCounters
 }
 
 func (m *meter) sample(ctx context.Context, db string, counters bool) (snapshot, error) {
@@ -205,10 +236,23 @@ func (m *meter) sample(ctx context.Context, db string, counters bool) (snapshot,
 	}
 	m.method.OtherBackends = max(m.method.OtherBackends, others)
 	if m.pss != nil {
-		// The sampling statement itself is left out; its own transaction still counts one commit.
-		err := m.pss.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
-			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND query NOT LIKE '%pg_stat_statements%'`, db).Scan(&s.statements)
+		// The sampling statements themselves are left out; their transactions still count commits.
+		rows, err := m.pss.Query(ctx, `SELECT queryid, left(regexp_replace(query, '\s+', ' ', 'g'), 200), calls, rows,
+				shared_blks_hit + shared_blks_read, shared_blks_read, total_exec_time, blk_read_time
+			FROM pg_stat_statements
+			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND queryid IS NOT NULL AND toplevel
+			  AND query NOT LIKE '%pg_stat_statements%'`, db)
 		if err != nil {
+			return s, fmt.Errorf("read pg_stat_statements: %w", err)
+		}
+		s.perStatement = map[int64]stmtCounters{}
+		var id int64
+		var c stmtCounters
+		if _, err := pgx.ForEachRow(rows, []any{&id, &c.query, &c.calls, &c.rows, &c.blocks, &c.reads, &c.totalExecMs, &c.readMs}, func() error {
+			s.perStatement[id] = c
+			s.statements += c.calls
+			return nil
+		}); err != nil {
 			return s, fmt.Errorf("read pg_stat_statements: %w", err)
 		}
 	}
@@ -251,8 +295,58 @@ func (m *meter) cost(a, b snapshot, done int, counters bool) *cost {
 	}
 	if m.pss != nil {
 		c.Statements = ptr(per(b.statements - a.statements))
+		c.TopStatements = statementDeltas(a.perStatement, b.perStatement, n)
 	}
 	return c
+}
+
+// statementDeltas is what each statement did between two samples, per request, the most
+// time-consuming first (topStatements of them). Entries of the same text are one statement (the same
+// statement prepared with other parameter types has an id of its own).
+func statementDeltas(before, after map[int64]stmtCounters, requests float64) []stmtCost {
+	type sum struct {
+		calls, rows, blocks, reads int64
+		ms, readMs                 float64
+	}
+	byText := map[string]*sum{}
+	var texts []string
+	var total float64
+	for id, b := range after {
+		a := before[id]
+		if b.calls-a.calls <= 0 {
+			continue
+		}
+		s := byText[b.query]
+		if s == nil {
+			s = &sum{}
+			byText[b.query] = s
+			texts = append(texts, b.query)
+		}
+		s.calls += b.calls - a.calls
+		s.rows += b.rows - a.rows
+		s.blocks += b.blocks - a.blocks
+		s.reads += b.reads - a.reads
+		s.ms += b.totalExecMs - a.totalExecMs
+		s.readMs += b.readMs - a.readMs
+		total += b.totalExecMs - a.totalExecMs
+	}
+	out := make([]stmtCost, 0, len(texts))
+	for _, q := range texts {
+		s := byText[q]
+		c := stmtCost{Query: q, CallsPerReq: round(float64(s.calls)/requests, 2), RowsPerReq: round(float64(s.rows)/requests, 2),
+			MeanMs: round(s.ms/float64(s.calls), 3), BlocksPerCall: round(float64(s.blocks)/float64(s.calls), 1),
+			ReadsPerCall: round(float64(s.reads)/float64(s.calls), 1), ReadMsPerCall: round(s.readMs/float64(s.calls), 3)}
+		if total > 0 {
+			c.TotalPct = 100 * s.ms / total
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(x, y stmtCost) int { return cmp.Compare(y.TotalPct, x.TotalPct) })
+	out = out[:min(len(out), topStatements)]
+	for i := range out {
+		out[i].TotalPct = round(out[i].TotalPct, 1)
+	}
+	return out
 }
 
 // findPostmaster finds the server's postmaster — the parent of this connection's backend — when the

@@ -87,12 +87,13 @@ func (b *bench) deliveries() error {
 		return err
 	}
 	defer rc.srv.Close()
-	if err := b.st.restartService("EVENTS_ENDPOINTS=bench="+rc.url, "EVENTS_SECRETS=bench="+benchWebhookSecret,
+	if err := b.st.restartService("EVENTS_ENDPOINTS="+b.endpoint+"="+rc.url, "EVENTS_SECRETS="+b.endpoint+"="+benchWebhookSecret,
 		"EVENTS_CONCURRENCY=8"); err != nil {
 		return err
 	}
+	b.delivered = true
 	b.m.svcPID = b.st.svc.Process.Pid
-	invs, err := seedInvoices(b.ctx, b.st, "D", int(4000*1.5*b.o.duration.Seconds())+1000)
+	invs, err := seedInvoices(b.ctx, b.st, b.tag+"D", int(4000*1.5*b.o.duration.Seconds())+1000)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func (b *bench) deliveries() error {
 		return err
 	}
 	b.m.busy()
-	r, err := b.closed(rowDeliveryOn, "", clients, webhookTx, webhookOp(b.st, newClient(clients), invs, "D"))
+	r, err := b.closed(rowDeliveryOn, "", clients, webhookTx, webhookOp(b.st, newClient(clients), invs, b.tag+"D"))
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func (b *bench) deliveries() error {
 // rate from the first delivery to the last.
 func (b *bench) drained(rc *receiver) (result, error) {
 	var events int // the events queued for the receiver: those since the restart
-	if err := b.st.pool.QueryRow(b.ctx, `SELECT count(*) FROM webhook_deliveries WHERE endpoint = 'bench'`).Scan(&events); err != nil {
+	if err := b.st.pool.QueryRow(b.ctx, `SELECT count(*) FROM webhook_deliveries WHERE endpoint = $1`, b.endpoint).Scan(&events); err != nil {
 		return result{}, err
 	}
 	deadline := time.Now().Add(3 * time.Minute)

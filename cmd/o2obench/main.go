@@ -26,6 +26,14 @@
 // versions, then removes its databases and stops its processes. -only picks scenarios by name
 // (ceiling, create, little, webhook, raw, storm, open, deliver; comma-separated); -profile DIR saves CPU
 // profiles of the service during rows 1 and 3.
+//
+// -volume N runs the rows on the empty database, loads a year of a large merchant's data (N
+// invoices, volume.go) into the same database and runs them again, comparing each row's cost per
+// request; it also times the reconciler's claim, the delivery claim and a feed page at three volumes
+// (claims.go) and the purge of the year under a webhook load (purge.go). -throwaway-cluster runs the
+// whole bench on a PostgreSQL cluster it creates and removes itself, with pg_stat_statements loaded
+// (cluster.go). -compare prints before/after pairs of earlier reports (compare.go; compare.sh builds
+// two revisions and runs them back to back).
 package main
 
 import (
@@ -35,6 +43,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,6 +67,16 @@ type options struct {
 	// pgbench runs the ceiling: found before anything starts; "" when missing and skipped.
 	pgbench, pgbenchVersion string
 	skipMissingPgbench      bool
+	// -volume: invoices of the year loaded after the empty run (0: no volume run).
+	volume int
+	// The purge row: how long each of its two phases lasts, and how long the purge may go on after
+	// its loaded phase before it is stopped.
+	purgePhase, purgeMax time.Duration
+	// -throwaway-cluster: a cluster of the bench's own, with these extra settings.
+	throwaway   bool
+	clusterConf string
+	// -compare: reports to print as before/after pairs, instead of running the bench.
+	compare string
 }
 
 func run(ctx context.Context, args []string) error {
@@ -67,12 +86,27 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.binDir, "bin", "bin", "directory holding the o2o and dokusim binaries")
 	fs.StringVar(&o.out, "out", "bench-results/latest.json", "where to write the JSON report")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long each scenario runs")
-	fs.StringVar(&o.only, "only", "", "run only the scenarios whose name contains one of these comma-separated words:\nceiling, create, little, webhook, raw, storm, open, deliver")
+	fs.StringVar(&o.only, "only", "", "run only the scenarios whose name contains one of these comma-separated words:\nceiling, create, little, webhook, raw, storm, open, deliver; with -volume also claims, purge")
 	fs.StringVar(&o.profileDir, "profile", "", "save CPU profiles of the service during the create and webhook scenarios here")
 	fs.StringVar(&o.pgbench, "pgbench", "", "the pgbench to measure the ceiling with (default: on PATH, else /usr/lib/postgresql/*/bin)")
 	fs.BoolVar(&o.skipMissingPgbench, "skip-missing-pgbench", false, "run without the ceiling when pgbench is not installed, instead of failing")
+	fs.IntVar(&o.volume, "volume", 0, "after the rows, load a year of this many invoices into the same database and run them again (e.g. 2000000)")
+	fs.DurationVar(&o.purgePhase, "purge-phase", 0, "with -volume: length of each phase of the purge row (default twice -duration)")
+	fs.DurationVar(&o.purgeMax, "purge-max", 30*time.Minute, "with -volume: how long the purge may go on after its loaded phase before it is stopped")
+	fs.BoolVar(&o.throwaway, "throwaway-cluster", false, "run on a PostgreSQL cluster of the bench's own (initdb in a temporary directory), with pg_stat_statements")
+	fs.StringVar(&o.clusterConf, "cluster-conf", "", "with -throwaway-cluster: extra postgresql.conf settings, comma-separated (e.g. autovacuum=off,shared_buffers=256MB)")
+	fs.StringVar(&o.compare, "compare", "", "print before/after pairs of these reports (comma-separated JSON files: before, after, before, after, …) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.compare != "" {
+		return printComparison(os.Stdout, strings.Split(o.compare, ","))
+	}
+	if o.volume < 0 || o.volume > 0 && o.volume < 1000 {
+		return errors.New("-volume needs at least 1000 invoices (its intermediate volume is a tenth)")
+	}
+	if o.purgePhase <= 0 {
+		o.purgePhase = 2 * o.duration
 	}
 	if wanted(o.only)("ceiling") {
 		var err error
@@ -86,8 +120,18 @@ func run(ctx context.Context, args []string) error {
 	}
 	// The whole bench is bounded: about 3.5 min at 10 s a scenario (13 scenarios, pgbench's
 	// initialisation, and statsSettle of quiet after each of the 7 whose database counters are read).
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+25*o.duration)
+	ctx, cancel := context.WithTimeout(ctx, runBound(o))
 	defer cancel()
+
+	if o.throwaway {
+		c, err := startCluster(ctx, o.clusterConf)
+		if err != nil {
+			return err
+		}
+		defer c.stop()
+		o.adminURL = c.url
+		fmt.Fprintf(os.Stderr, "o2obench: a throwaway cluster (%s) at %s\n", c.version, redact(c.url))
+	}
 
 	st, err := startStack(ctx, o)
 	if err != nil {
@@ -96,11 +140,27 @@ func run(ctx context.Context, args []string) error {
 	defer st.stop()
 
 	rep, err := runScenarios(ctx, st, o)
-	if err != nil {
+	if rep == nil {
 		return err
 	}
+	// A -volume run that failed after its first pass still reports what it measured.
 	rep.print(os.Stdout)
-	return rep.write(o.out)
+	if werr := rep.write(o.out); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// runBound is how long the whole run may take: a pass of the rows is 2 min + 25 × the scenario
+// duration at most; -volume adds a second pass, the load (budgeted at 30 min per million invoices
+// on a slow machine), the claims and the purge row.
+func runBound(o options) time.Duration {
+	pass := 2*time.Minute + 25*o.duration
+	if o.volume == 0 {
+		return pass
+	}
+	load := 10*time.Minute + time.Duration(float64(o.volume)/1e6*float64(30*time.Minute))
+	return 2*pass + load + 5*time.Minute + 2*o.purgePhase + o.purgeMax + 10*time.Minute
 }
 
 func envOr(k, def string) string {

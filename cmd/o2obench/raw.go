@@ -47,7 +47,7 @@ func rawService(ctx context.Context, st *stack) (*service.Service, func(), error
 	cfg.DokuDefaultCustomerEmail = "bench@example.com"
 	// As the service process is configured: no status check falls due during the bench (the
 	// simulator has never heard of these invoices, and the checks would load the later rows).
-	cfg.ReconcileSchedule = []time.Duration{time.Hour}
+	cfg.ReconcileSchedule = []time.Duration{st.reconcileAfter}
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -58,11 +58,11 @@ func rawService(ctx context.Context, st *stack) (*service.Service, func(), error
 	return a.Service, a.Close, nil
 }
 
-func rawCreateOp(svc *service.Service) func(context.Context, int) error {
+func rawCreateOp(svc *service.Service, prefix string) func(context.Context, int) error {
 	var seq atomic.Int64
 	amount := int64(150000)
 	return func(ctx context.Context, _ int) error {
-		d := invoice.Draft{Number: fmt.Sprintf("RC-%d", seq.Add(1)), Channel: "alfa", Amount: &amount,
+		d := invoice.Draft{Number: fmt.Sprintf("%s-%d", prefix, seq.Add(1)), Channel: "alfa", Amount: &amount,
 			Customer: &invoice.Customer{Name: "Bench Customer", Email: "bench@example.com"}, Info: "bench"}
 		_, _, err := svc.Create(ctx, d)
 		return err
@@ -77,7 +77,7 @@ func rawWebhookOp(svc *service.Service, invs []seeded) func(context.Context, int
 			return errExhausted
 		}
 		s := invs[i]
-		n := &invoice.Notification{RequestID: "raw-" + s.number, InvoiceNumber: s.number,
+		n := &invoice.Notification{RequestID: requestID("raw:"+s.number, 0), InvoiceNumber: s.number,
 			Headers: map[string]string{"Client-Id": benchClientID}, Body: []byte(`{"raw":"` + s.number + `"}`)}
 		r := invoice.PaymentReport{InvoiceNumber: s.number, Channel: s.channel, PaymentCode: s.code, Amount: 150000,
 			AmountText: "150000", DokuStatus: invoice.DokuSuccess, PaidAt: time.Now(), RequestID: n.RequestID,

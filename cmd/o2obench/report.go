@@ -34,6 +34,8 @@ type report struct {
 		FinalRSSMB float64 `json:"service_final_rss_mb"`
 	} `json:"memory"`
 	Targets []target `json:"targets"`
+	// Volume is the -volume run: the rows again at volume, the claims and the purge.
+	Volume *volumeReport `json:"volume,omitempty"`
 }
 
 type target struct {
@@ -87,30 +89,47 @@ func (r *report) findOpen(name string) *openResult {
 	return nil
 }
 
+// The cost targets are ratios to pgbench's own TPC-B transaction on the same server in the same run,
+// so that they say what the service costs, not how fast the machine is: PostgreSQL's CPU per request
+// against the server's per TPC-B transaction (a create commits two transactions, so it is held to
+// two), and the service's CPU against pgbench's own client CPU per transaction — the least a client
+// that sends a transaction's statements and reads the answers spends.
+const (
+	maxPgPerWebhook  = 1.5 // × PostgreSQL CPU per TPC-B transaction
+	maxPgPerCreate   = 1.0 // × PostgreSQL CPU of two TPC-B transactions
+	maxAppPerWebhook = 3.0 // × pgbench's CPU per transaction
+	maxAppPerCreate  = 4.0
+	minWebhookCeil   = 0.5 // ops/s ÷ pgbench tps
+	minCreateCeil    = 0.35
+	minServiceRaw    = 0.9
+	maxVolumeRatio   = 1.2 // cost per request at volume ÷ on the empty database; purge p99 with ÷ without
+)
+
 // judge compares the run with the performance targets, each for the rows this run has. Throughput
-// is read against the ceiling, so that the targets hold on any machine: create ops/s ÷ pgbench tps
-// ≥ 0.6 and webhook ≥ 1.0, as plain ratios of operations to pgbench transactions.
+// and cost are read against the ceiling, so that the targets hold on any machine.
 func (r *report) judge() {
 	c, w := r.find(rowCreate), r.find(rowWebhook)
+	ceil := r.find(rowCeiling)
 	for _, t := range []struct {
 		what string
 		row  *result
 		min  float64
-	}{{"webhook ÷ ceiling", w, 1.0}, {"create ÷ ceiling", c, 0.6}} {
+	}{{"webhook ÷ ceiling", w, minWebhookCeil}, {"create ÷ ceiling", c, minCreateCeil}} {
 		switch {
 		case t.row == nil || r.Ceiling == nil:
 		case r.Ceiling.TPS <= 0:
-			r.Targets = append(r.Targets, target{t.what, fmt.Sprintf(">= %.1f", t.min), "no ceiling: " + r.Ceiling.Missing, false})
+			r.Targets = append(r.Targets, target{t.what, fmt.Sprintf(">= %.2f", t.min), "no ceiling: " + r.Ceiling.Missing, false})
 		default:
-			r.Targets = append(r.Targets, target{t.what, fmt.Sprintf(">= %.1f", t.min),
+			r.Targets = append(r.Targets, target{t.what, fmt.Sprintf(">= %.2f", t.min),
 				fmt.Sprintf("%.2f (%.0f/s ÷ %.0f tps; per transaction %.2f)", t.row.OverCeiling, t.row.OpsPerSec, r.Ceiling.TPS, t.row.TxOverCeiling),
 				t.row.OverCeiling >= t.min && t.row.Errors == 0})
 		}
 	}
+	r.Targets = append(r.Targets, costTargets(ceil, w, c)...)
 	for _, row := range []*result{c, w} {
 		if row != nil && row.ServiceOverRaw > 0 {
-			r.Targets = append(r.Targets, target{strings.Fields(row.Name)[1] + " service ÷ raw", ">= 0.90",
-				fmt.Sprintf("%.2f (%.0f/s ÷ %.0f/s)", row.ServiceOverRaw, row.OpsPerSec, row.RawOpsPerSec), row.ServiceOverRaw >= 0.9})
+			r.Targets = append(r.Targets, target{strings.Fields(row.Name)[1] + " service ÷ raw", fmt.Sprintf(">= %.2f", minServiceRaw),
+				fmt.Sprintf("%.2f (%.0f/s ÷ %.0f/s)", row.ServiceOverRaw, row.OpsPerSec, row.RawOpsPerSec), row.ServiceOverRaw >= minServiceRaw})
 		}
 	}
 	for _, name := range []string{"create 50%", "webhook 50%"} {
@@ -131,13 +150,61 @@ func (r *report) judge() {
 		target{"service RSS peak under load", "< 150 MB", fmt.Sprintf("%.1f MB", r.Memory.PeakRSSMB), r.Memory.PeakRSSMB < 150})
 }
 
+// costTargets judges the CPU per request of the webhook and create rows against the ceiling's, when
+// both were measured in this run.
+func costTargets(ceil, w, c *result) []target {
+	if ceil == nil || ceil.Cost == nil {
+		return nil
+	}
+	var out []target
+	if pg := ceil.Cost.PostgresCPU; pg != nil && *pg > 0 {
+		for _, t := range []struct {
+			what string
+			row  *result
+			tx   float64 // TPC-B transactions the op is allowed
+			max  float64
+		}{{"PostgreSQL CPU per webhook", w, 1, maxPgPerWebhook}, {"PostgreSQL CPU per create", c, 2, maxPgPerCreate}} {
+			if t.row == nil || t.row.Cost == nil || t.row.Cost.PostgresCPU == nil {
+				continue
+			}
+			ratio := *t.row.Cost.PostgresCPU / (t.tx * *pg)
+			want := fmt.Sprintf("<= %.1f × TPC-B's", t.max)
+			if t.tx == 2 {
+				want = fmt.Sprintf("<= %.1f × 2 TPC-B's", t.max)
+			}
+			out = append(out, target{t.what, want, fmt.Sprintf("%.2f (%.0f µs ÷ %.0f µs × %.0f)", ratio, *t.row.Cost.PostgresCPU, *pg, t.tx),
+				ratio <= t.max})
+		}
+	}
+	if app := ceil.Cost.AppCPU; ceil.Cost.App == "pgbench" && app > 0 {
+		for _, t := range []struct {
+			what string
+			row  *result
+			max  float64
+		}{{"service CPU per webhook", w, maxAppPerWebhook}, {"service CPU per create", c, maxAppPerCreate}} {
+			if t.row == nil || t.row.Cost == nil {
+				continue
+			}
+			ratio := t.row.Cost.ServiceCPU / app
+			out = append(out, target{t.what, fmt.Sprintf("<= %.0f × pgbench's", t.max),
+				fmt.Sprintf("%.2f (%.0f µs ÷ %.0f µs per transaction)", ratio, t.row.Cost.ServiceCPU, app), ratio <= t.max})
+		}
+	}
+	return out
+}
+
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\no2obench — %d cores, %s/%s, %s, PostgreSQL %s, %s per scenario\n",
 		r.Machine.Cores, r.Machine.GOOS, r.Machine.GOARCH, r.Machine.Go, r.Machine.Postgres, r.Duration)
 	r.printClosed(w)
 	r.printOpen(w)
 	r.printCosts(w)
-	fmt.Fprintf(w, "\nservice RSS: idle %.1f MB, peak %.1f MB\n\ntargets:\n", r.Memory.IdleRSSMB, r.Memory.PeakRSSMB)
+	r.printStatements(w)
+	fmt.Fprintf(w, "\nservice RSS: idle %.1f MB, peak %.1f MB\n", r.Memory.IdleRSSMB, r.Memory.PeakRSSMB)
+	if r.Volume != nil {
+		r.Volume.print(w)
+	}
+	fmt.Fprintf(w, "\ntargets:\n")
 	for _, t := range r.Targets {
 		mark := "MET "
 		if !t.Met {
@@ -218,6 +285,55 @@ func (r *report) printCosts(w io.Writer) {
 		fmt.Fprintf(w, "  WARNING: up to %d connections to other databases were open during the run: pg µs, xacts and\n"+
 			"  WAL B include whatever they did.\n", m.OtherBackends)
 	}
+}
+
+// printStatements prints, when pg_stat_statements measured them, each row's most time-consuming
+// statements per request.
+func (r *report) printStatements(w io.Writer) {
+	type named struct {
+		name string
+		c    *cost
+	}
+	var rows []named
+	for _, s := range r.Scenarios {
+		if s.Cost != nil && len(s.Cost.TopStatements) > 0 {
+			rows = append(rows, named{s.Name, s.Cost})
+		}
+	}
+	for _, o := range r.OpenLoop {
+		if o.Cost != nil && len(o.Cost.TopStatements) > 0 {
+			rows = append(rows, named{"open " + o.Name, o.Cost})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nStatements per completed request (pg_stat_statements, top-level, the most execution time first;")
+	fmt.Fprintln(w, "read ms: time waiting for reads, with track_io_timing; blocks: shared buffers hit or read, read/call: read):")
+	for _, row := range rows {
+		fmt.Fprintf(w, "  %s: %.2f statements per request\n", row.name, optv(row.c.Statements))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "    calls/req\trows/req\tmean ms\tread ms\tblocks/call\tread/call\ttime %\t\tstatement")
+		for _, st := range row.c.TopStatements {
+			fmt.Fprintf(tw, "    %.2f\t%.2f\t%.3f\t%.3f\t%.1f\t%.1f\t%.1f\t\t%s\n", st.CallsPerReq, st.RowsPerReq, st.MeanMs, st.ReadMsPerCall,
+				st.BlocksPerCall, st.ReadsPerCall, st.TotalPct, truncate(st.Query, 100))
+		}
+		tw.Flush()
+	}
+}
+
+func optv(v *float64) float64 {
+	if v == nil {
+		return 0
+	}
+	return *v
+}
+
+func truncate(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // opt formats v, or "-" when it was not measured (zero).

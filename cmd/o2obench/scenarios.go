@@ -16,9 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/merchant/o2o/internal/doku"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/postgres"
 	"github.com/merchant/o2o/internal/service"
 )
 
@@ -44,7 +47,9 @@ const (
 	littleLatency  = 200 * time.Millisecond
 )
 
-// bench is one run: its steps share the stack, the meter and the report.
+// bench is one pass of the rows: its steps share the stack, the meter and the report. -volume makes a
+// second pass over the same database once the year is loaded; tag sets its invoice numbers and
+// request ids apart from the first pass's.
 type bench struct {
 	ctx  context.Context
 	st   *stack
@@ -52,43 +57,77 @@ type bench struct {
 	m    *meter
 	rep  *report
 	want func(scenario string) bool
+	tag  string
+	// endpoint names the delivery rows' webhook endpoint (each pass registers its own).
+	endpoint string
 	// The closed-loop rows the open-loop rates are fractions of.
 	create, webhook result
 	seeds           map[string][]seeded
 	raw             *service.Service // the raw baseline's service, built on first use
 	closeRaw        func()
+	delivered       bool   // the delivery rows ran: the service has their endpoint
+	feedAfter       string // the feed page's cursor (claims.go), the same at every volume
+	// openFrom, when set, is the pass whose closed-loop rates the open loop's are fractions of: the
+	// second pass of -volume offers the first pass's load, so that each open-loop row's cost per
+	// request is read at the same rate on both databases (a row's fixed background work weighs more
+	// at a lower rate).
+	openFrom *bench
+}
+
+func newBench(ctx context.Context, st *stack, o options, m *meter, tag, endpoint string, want func(string) bool) *bench {
+	rep := &report{Machine: machine{Cores: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
+		Go: runtime.Version(), Postgres: st.pgVersion}, Duration: o.duration.String()}
+	return &bench{ctx: ctx, st: st, o: o, m: m, rep: rep, want: want, tag: tag, endpoint: endpoint,
+		seeds: map[string][]seeded{}, closeRaw: func() {}}
 }
 
 func runScenarios(ctx context.Context, st *stack, o options) (*report, error) {
-	rep := &report{Machine: machine{Cores: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
-		Go: runtime.Version(), Postgres: st.pgVersion}, Duration: o.duration.String()}
-	rep.Memory.IdleRSSMB = round(st.rssMB("VmRSS"), 1)
 	m, err := newMeter(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	defer m.close()
-	b := &bench{ctx: ctx, st: st, o: o, m: m, rep: rep, want: wanted(o.only), seeds: map[string][]seeded{}, closeRaw: func() {}}
+	b := newBench(ctx, st, o, m, "", "bench", wanted(o.only))
 	defer func() { b.closeRaw() }()
+	if err := b.pass(); err != nil {
+		return nil, err
+	}
+	b.rep.judge()
+	if o.volume > 0 {
+		v, err := b.volumeRun()
+		if v != nil {
+			b.rep.Volume = v
+			b.rep.judgeVolume()
+		}
+		if err != nil {
+			return b.rep, err
+		}
+	}
+	return b.rep, nil
+}
+
+// pass runs the selected rows once.
+func (b *bench) pass() error {
+	rep := b.rep
+	rep.Memory.IdleRSSMB = round(b.st.rssMB("VmRSS"), 1)
 	// The order matters: rows whose database counters are read (everything but the open loop) each
 	// wait statsSettle after the bench database's last work, so the seeding is done once, after the
 	// creates, and the open loop, whose counters are not read, comes last.
 	for _, step := range []func() error{b.ceiling, b.creates, b.seed, b.webhooks, b.storm, b.openLoops} {
 		if err := step(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	rep.Memory.PeakRSSMB = round(st.rssMB("VmHWM"), 1)
-	rep.Memory.FinalRSSMB = round(st.rssMB("VmRSS"), 1)
+	rep.Memory.PeakRSSMB = round(b.st.rssMB("VmHWM"), 1)
+	rep.Memory.FinalRSSMB = round(b.st.rssMB("VmRSS"), 1)
 	if err := b.deliveries(); err != nil { // restarts the service: after its memory is read
-		return nil, err
+		return err
 	}
-	rep.CostMethod = m.method
+	rep.CostMethod = b.m.method
 	// Rows in the order of their names, not of the run (which the settling of counters decides).
 	slices.SortStableFunc(rep.Scenarios, func(a, b result) int { return strings.Compare(a.Name, b.Name) })
 	rep.setCeiling()
-	rep.judge()
-	return rep, nil
+	return nil
 }
 
 // wanted reports whether -only selects a scenario: all when it is empty, else those whose name
@@ -178,7 +217,7 @@ func (b *bench) ceiling() error {
 // creates runs the create scenarios: at DOKU 0 ms, at 200 ms with 128 in flight, and the raw baseline.
 func (b *bench) creates() error {
 	if b.want("create") || b.want("open") {
-		r, err := b.closed(rowCreate, "create", clients, createTx, createOp(b.st, newClient(clients), "C1"))
+		r, err := b.closed(rowCreate, "create", clients, createTx, createOp(b.st, newClient(clients), b.tag+"C1"))
 		if err != nil {
 			return err
 		}
@@ -191,7 +230,9 @@ func (b *bench) creates() error {
 		}
 	}
 	if b.want("raw") || b.want("create") {
-		return b.rawRow(rowRawCreate, "create", b.create, createTx, rawCreateOp)
+		return b.rawRow(rowRawCreate, "create", b.create, createTx, func(svc *service.Service) func(context.Context, int) error {
+			return rawCreateOp(svc, b.tag+"RC")
+		})
 	}
 	return nil
 }
@@ -201,7 +242,7 @@ func (b *bench) little() error {
 		return err
 	}
 	before := poolStats(b.ctx, b.st)
-	r, err := b.closed(rowLittle, "", littleInFlight, createTx, createOp(b.st, newClient(littleInFlight), "C2"))
+	r, err := b.closed(rowLittle, "", littleInFlight, createTx, createOp(b.st, newClient(littleInFlight), b.tag+"C2"))
 	if err != nil {
 		return err
 	}
@@ -220,7 +261,7 @@ func (b *bench) little() error {
 func (b *bench) seed() error {
 	n := int(4000*1.5*b.o.duration.Seconds()) + 1000
 	need := map[string]int{}
-	if b.want("webhook") || b.want("open") {
+	if b.want("webhook") || b.want("open") || b.want("purge") {
 		need["W"] = n
 	}
 	if b.want("raw") || b.want("webhook") {
@@ -230,7 +271,7 @@ func (b *bench) seed() error {
 		need["S"] = n/10 + 100
 	}
 	for prefix, count := range need {
-		invs, err := seedInvoices(b.ctx, b.st, prefix, count)
+		invs, err := seedInvoices(b.ctx, b.st, b.tag+prefix, count)
 		if err != nil {
 			return err
 		}
@@ -248,8 +289,8 @@ func (b *bench) seed() error {
 }
 
 func (b *bench) webhooks() error {
-	if b.want("webhook") || b.want("open") {
-		r, err := b.closed(rowWebhook, "webhook", clients, webhookTx, webhookOp(b.st, newClient(clients), b.seeds["W"], "W"))
+	if b.want("webhook") || b.want("open") || b.want("purge") {
+		r, err := b.closed(rowWebhook, "webhook", clients, webhookTx, webhookOp(b.st, newClient(clients), b.seeds["W"], b.tag+"W"))
 		if err != nil {
 			return err
 		}
@@ -271,11 +312,11 @@ func (b *bench) storm() error {
 	}
 	invs := b.seeds["S"]
 	acked := make([]atomic.Bool, len(invs))
-	r, err := b.closed(rowStorm, "", clients, webhookTx, stormOp(b.st, newClient(clients), invs, acked))
+	r, err := b.closed(rowStorm, "", clients, webhookTx, stormOp(b.st, newClient(clients), invs, acked, b.tag))
 	if err != nil {
 		return err
 	}
-	r.Note, err = exactlyOnce(b.ctx, b.st, invs, acked)
+	r.Note, err = exactlyOnce(b.ctx, b.st, invs, acked, b.tag+"S-")
 	b.m.busy()
 	if err != nil {
 		return err
@@ -287,12 +328,12 @@ func (b *bench) storm() error {
 // exactlyOnce checks the storm's invoices: none paid twice, and every one of which some delivery was
 // answered 200 paid. The invoices being delivered when the scenario's deadline cut their requests
 // off, none of them answered, may be stored and left for DOKU's redelivery: they are counted apart.
-func exactlyOnce(ctx context.Context, st *stack, invs []seeded, acked []atomic.Bool) (string, error) {
+func exactlyOnce(ctx context.Context, st *stack, invs []seeded, acked []atomic.Bool, prefix string) (string, error) {
 	rows, err := st.pool.Query(ctx, `
 		SELECT i.invoice_number, (SELECT count(*) FROM payments p WHERE p.invoice_id = i.id),
 			coalesce(sum(n.deliveries), 0), coalesce(string_agg(DISTINCT n.outcome::text, ','), '')
 		FROM invoices i LEFT JOIN notifications n ON n.invoice_number = i.invoice_number
-		WHERE i.invoice_number LIKE 'S-%' GROUP BY i.id, i.invoice_number`)
+		WHERE i.invoice_number LIKE $1 || '%' GROUP BY i.id, i.invoice_number`, prefix)
 	if err != nil {
 		return "", fmt.Errorf("storm check: %w", err)
 	}
@@ -354,29 +395,33 @@ func (b *bench) openLoops() error {
 	if !b.want("open") {
 		return nil
 	}
-	if top := b.create.OpsPerSec; top > 0 {
+	rates := b
+	if b.openFrom != nil {
+		rates = b.openFrom
+	}
+	if top := rates.create.OpsPerSec; top > 0 {
 		client := newClient(512)
 		for _, f := range openFractions {
-			op := createOp(b.st, client, fmt.Sprintf("OC%.0f", f*100))
+			op := createOp(b.st, client, fmt.Sprintf("%sOC%.0f", b.tag, f*100))
 			if err := b.open(fmt.Sprintf("create %.0f%%", f*100), f, top, op); err != nil {
 				return err
 			}
 		}
 	}
-	if top := b.webhook.OpsPerSec; top > 0 {
+	if top := rates.webhook.OpsPerSec; top > 0 {
 		counts, total := make([]int, len(openFractions)), 0
 		for i, f := range openFractions {
 			counts[i] = int(f*top*b.o.duration.Seconds()) + 1
 			total += counts[i]
 		}
-		invs, err := seedInvoices(b.ctx, b.st, "O", total)
+		invs, err := seedInvoices(b.ctx, b.st, b.tag+"O", total)
 		if err != nil {
 			return err
 		}
 		b.m.busy()
 		client := newClient(512)
 		for i, f := range openFractions {
-			op := webhookOp(b.st, client, invs[:counts[i]], fmt.Sprintf("O%.0f", f*100))
+			op := webhookOp(b.st, client, invs[:counts[i]], fmt.Sprintf("%sO%.0f", b.tag, f*100))
 			invs = invs[counts[i]:]
 			if err := b.open(fmt.Sprintf("webhook %.0f%%", f*100), f, top, op); err != nil {
 				return err
@@ -512,8 +557,15 @@ func webhookOp(st *stack, client *http.Client, invs []seeded, prefix string) fun
 		if i >= len(invs) {
 			return errExhausted
 		}
-		return notify(ctx, st, client, invs[i], prefix+"-notify-"+strconv.Itoa(i))
+		return notify(ctx, st, client, invs[i], requestID(prefix+"-notify", i))
 	}
+}
+
+// requestID is the Request-Id of the bench's i-th notification of a kind: a UUID, as DOKU's are
+// (the inbox's unique index is on it, and random keys touch its pages as DOKU's do), fixed by kind
+// and i so that a redelivery repeats it.
+func requestID(kind string, i int) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("o2obench:"+kind+":"+strconv.Itoa(i))).String()
 }
 
 func firstFew(items []string) string {
@@ -522,7 +574,7 @@ func firstFew(items []string) string {
 
 // stormOp delivers each notification 10 times: the ten copies are consecutive tasks, so with 32
 // workers they are in flight together. It marks in acked the invoices of which a delivery was answered.
-func stormOp(st *stack, client *http.Client, invs []seeded, acked []atomic.Bool) func(context.Context, int) error {
+func stormOp(st *stack, client *http.Client, invs []seeded, acked []atomic.Bool, tag string) func(context.Context, int) error {
 	var next atomic.Int64
 	return func(ctx context.Context, _ int) error {
 		t := int(next.Add(1)) - 1
@@ -530,7 +582,7 @@ func stormOp(st *stack, client *http.Client, invs []seeded, acked []atomic.Bool)
 		if i >= len(invs) {
 			return errExhausted
 		}
-		err := notify(ctx, st, client, invs[i], "storm-"+strconv.Itoa(i))
+		err := notify(ctx, st, client, invs[i], requestID(tag+"storm", i))
 		if err == nil {
 			acked[i].Store(true)
 		}
@@ -561,3 +613,7 @@ func profileDuring(ctx context.Context, st *stack, dir, name string, seconds int
 	fn()
 	<-done
 }
+
+// store is the service's store over the bench's pool: what the bench changes in the service's
+// tables outside a row (an endpoint removed, enabled) it changes with the service's own statements.
+func (b *bench) store() *postgres.Store { return postgres.NewStore(b.st.pool) }

@@ -42,6 +42,13 @@ type stack struct {
 	pgVersion               string
 	// What startService needs to (re)start the service.
 	binDir, svcAddr, adminAddr string
+	// reconcileAfter is the service's wait before an invoice's first status check: past the end of
+	// the run, so that no check falls due during it.
+	reconcileAfter time.Duration
+	// With -volume: when the stack started (the loaded year ends there), and the first transaction id
+	// of the bench database's own work (the year's events take xids below it).
+	started time.Time
+	xidHi   uint64
 }
 
 // freeAddrs finds n distinct free loopback addresses, holding them all open while it looks so that it
@@ -60,7 +67,10 @@ func freeAddrs(n int) ([]string, error) {
 }
 
 func startStack(ctx context.Context, o options) (*stack, error) {
-	st := &stack{adminURL: o.adminURL}
+	st := &stack{adminURL: o.adminURL, reconcileAfter: time.Hour, started: time.Now()}
+	if runBound(o) > 50*time.Minute {
+		st.reconcileAfter = 24 * time.Hour
+	}
 	for _, b := range []string{"o2o", "dokusim"} {
 		if _, err := os.Stat(filepath.Join(o.binDir, b)); err != nil {
 			return nil, fmt.Errorf("%s/%s is missing: run make build first (make bench does)", o.binDir, b)
@@ -101,6 +111,17 @@ func startStack(ctx context.Context, o options) (*stack, error) {
 	if _, err := m.Up(ctx); err != nil {
 		return nil, err
 	}
+	if o.volume > 0 {
+		if st.xidHi, err = reserveYear(ctx, st.pool, o.volume); err != nil {
+			return nil, err
+		}
+		// The purge is the purge row's to run: the service's purge worker, which starts a round at
+		// once and then every PURGE_INTERVAL, finds its lease taken for the whole run.
+		if _, err := st.pool.Exec(ctx, `INSERT INTO worker_leases (name, holder, until) VALUES ('purge', $1, now() + interval '7 days')
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until`, purgeHolder); err != nil {
+			return nil, err
+		}
+	}
 
 	if st.workDir, err = os.MkdirTemp("", "o2obench-"); err != nil {
 		return nil, err
@@ -129,13 +150,14 @@ func startStack(ctx context.Context, o options) (*stack, error) {
 
 // startService starts the service as in production (info logs, one line per request, to a file),
 // except that the reconciler's first check is pushed past the bench so that it measures what it
-// says; env adds settings (the delivery rows' webhook endpoint).
+// says (an hour, or a day for a run that may last longer); env adds settings (the delivery rows'
+// webhook endpoint).
 func (st *stack) startService(env ...string) error {
 	var err error
 	st.svc, err = startProcess(filepath.Join(st.binDir, "o2o"), filepath.Join(st.workDir, "o2o.log"), append([]string{
 		"DATABASE_URL=" + st.dbURL, "HTTP_ADDR=" + st.svcAddr, "API_KEYS=" + benchAPIKey, "DOKU_BASE_URL=" + st.simURL,
 		"DOKU_CLIENT_ID=" + benchClientID, "DOKU_SECRET_KEY=" + benchSecret, "DOKU_DEFAULT_CUSTOMER_EMAIL=bench@example.com",
-		"LOG_LEVEL=" + envOr("BENCH_LOG_LEVEL", "info"), "RECONCILE_SCHEDULE=1h",
+		"LOG_LEVEL=" + envOr("BENCH_LOG_LEVEL", "info"), "RECONCILE_SCHEDULE=" + st.reconcileAfter.String(),
 		"METRICS_ADDR=" + st.adminAddr, "PPROF=true"}, env...)...)
 	if err != nil {
 		return err
