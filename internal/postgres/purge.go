@@ -55,7 +55,7 @@ func (s *Store) PurgeDeliveries(ctx context.Context, from invoice.DeliveryKey, d
 				OR d.state = 'dead' AND d.finished_at < @dead
 				OR NOT ep.active AND e.created_at < @delivered AS gone
 			FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.name = d.endpoint JOIN events e ON e.seq = d.event_seq
-			WHERE (d.event_seq, d.endpoint) > (@seq, @endpoint)
+			WHERE (d.event_seq, d.endpoint) > (@seq, @endpoint) AND e.seq >= @seq
 			ORDER BY d.event_seq, d.endpoint LIMIT @batch),
 		attempts AS (
 			DELETE FROM webhook_attempts a USING scan
