@@ -114,12 +114,32 @@ const feedHorizon = `
 		WHERE p.database <> current_database() AND p.transaction::text::bigint = x::text::bigint % 4294967296)`
 
 // ListEvents returns events in feed order, filtered, the cursor to continue after them (the given
-// one when there are none yet), and whether more are visible already. A cursor from before events
-// were purged (Purge) is invoice.ErrCursorExpired: continuing after it would skip them silently.
+// one when there are none yet), and whether more are visible already.
+//
+// The feed and the purge. The purge records the largest feed position it removed (its mark); it may
+// keep older events around it (those a dead or waiting delivery still holds). So the feed starts at
+// the mark when no cursor is given — an event kept behind it is still read by its id, its invoice's
+// history and the delivery_state listing — and a cursor before the mark is invoice.ErrCursorExpired:
+// continuing after it would skip what was purged silently. The mark is read again after the page: a
+// purge that committed between the first read and the page may have removed events the page then did
+// not see, and the reader is told so rather than led past them. The delivery_state listing is not a
+// follower's feed — it lists the deliveries that exist — so the mark does not apply to it.
 func (s *Store) ListEvents(ctx context.Context, f invoice.EventFilter) ([]*invoice.Published, string, bool, error) {
+	mark, err := s.purgeMark(ctx)
+	if err != nil {
+		return nil, "", false, err
+	}
 	after, err := s.feedPosition(ctx, f.After)
 	if err != nil {
 		return nil, "", false, err
+	}
+	follower := f.DeliveryState == ""
+	if follower {
+		if f.After == "" {
+			after = mark
+		} else if after.before(mark) {
+			return nil, "", false, errCursorPurged
+		}
 	}
 	// Each filter is its own statement text, so each gets a plan that uses its index: a generic plan of
 	// "(@x = '' OR col = @x)" cannot.
@@ -147,6 +167,14 @@ func (s *Store) ListEvents(ctx context.Context, f invoice.EventFilter) ([]*invoi
 		ORDER BY e.xid, e.seq LIMIT @limit`, args))
 	if err != nil {
 		return nil, "", false, err
+	}
+	if follower && f.After != "" {
+		if mark, err = s.purgeMark(ctx); err != nil {
+			return nil, "", false, err
+		}
+		if after.before(mark) {
+			return nil, "", false, errCursorPurged
+		}
 	}
 	more := len(evs) > f.Limit
 	if more {
@@ -207,17 +235,26 @@ func (s *Store) feedPosition(ctx context.Context, c string) (feedCursor, error) 
 		}
 		pos.seq = seq
 	}
-	var purged bool
-	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM purge_marks WHERE name = 'events' AND (xid, seq) > ($1::bigint::text::xid8, $2::bigint))`,
-		pos.xid, pos.seq).Scan(&purged)
-	if err != nil {
-		return feedCursor{}, classify(err)
-	}
-	if purged {
-		return feedCursor{}, invoice.Errorf(invoice.ErrCursorExpired,
-			"events after this cursor were purged (EVENTS_RETENTION): start again without a cursor, from the oldest event kept")
-	}
 	return pos, nil
+}
+
+var errCursorPurged = invoice.Errorf(invoice.ErrCursorExpired,
+	"events after this cursor were purged (EVENTS_RETENTION): start again without a cursor, from the oldest event still in the feed")
+
+// before says whether c comes before d in the feed.
+func (c feedCursor) before(d feedCursor) bool {
+	return c.xid < d.xid || c.xid == d.xid && c.seq < d.seq
+}
+
+// purgeMark is the largest feed position the purge has removed (PurgeEvents), the zero position when
+// it has removed none.
+func (s *Store) purgeMark(ctx context.Context) (feedCursor, error) {
+	var m feedCursor
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(xid::text::bigint, 0), seq FROM purge_marks WHERE name = 'events'`).Scan(&m.xid, &m.seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return feedCursor{}, nil
+	}
+	return m, classify(err)
 }
 
 // FeedLag is how far the feed trails what is committed: the age of the oldest event committed but not
@@ -373,16 +410,19 @@ func (s *Store) CreateStreamToken(ctx context.Context, number string, digest []b
 }
 
 // StreamTokenInvoice is the invoice number a stream token (by digest) was issued for, and until when
-// it admits: its expiry, or grace after its invoice became final, whichever is first. A reusable
-// code's paid invoice is not final (it may be paid again). invoice.ErrNotFound for a token that is
+// it admits: its expiry, or grace after its invoice became final (invoice.FinalSince, here in SQL),
+// whichever is first. A reusable code's paid invoice is not final (it may be paid again). invoice.ErrNotFound for a token that is
 // unknown, revoked or past that.
 func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte, grace time.Duration) (string, time.Time, error) {
 	var number string
 	var until time.Time
 	err := s.pool.QueryRow(ctx, `
 		SELECT number, until FROM (
-			SELECT i.invoice_number AS number, least(t.expires_at, CASE WHEN i.status IN ('expired', 'failed', 'cancelled')
-				OR (i.status = 'paid' AND NOT i.reusable) THEN i.updated_at + @grace * interval '1 microsecond' END) AS until
+			SELECT i.invoice_number AS number, least(t.expires_at, CASE
+				WHEN i.status = 'paid' AND NOT i.reusable THEN i.paid_at
+				WHEN i.status = 'cancelled' THEN coalesce(i.cancelled_at, i.updated_at)
+				WHEN i.status = 'expired' THEN coalesce(i.expires_at, i.updated_at)
+				WHEN i.status = 'failed' THEN i.updated_at END + @grace * interval '1 microsecond') AS until
 			FROM stream_tokens t JOIN invoices i ON i.id = t.invoice_id
 			WHERE t.digest = @digest AND t.revoked_at IS NULL) tok
 		WHERE until > now()`,

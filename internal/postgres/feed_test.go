@@ -2,8 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	stdstrings "strings" // this package's tests have a helper named strings
 	"sync"
 	"testing"
 	"time"
@@ -304,5 +306,115 @@ func TestWaitingForARowLockTakesNoTransactionID(t *testing.T) {
 	holder.commit()
 	if xid := <-waited; xid <= holderXid {
 		t.Fatalf("the waiter got transaction id %d, not after the holder's %d", xid, holderXid)
+	}
+}
+
+// purgeAll runs the events' purge to its end with a cutoff in the future: every event that no
+// delivery holds goes.
+func purgeAll(t *testing.T, s *postgres.Store) {
+	t.Helper()
+	var from invoice.FeedKey
+	for {
+		step, next, err := s.PurgeEvents(context.Background(), from, time.Now().Add(time.Hour), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if step.Done {
+			return
+		}
+		from = next
+	}
+}
+
+// The purge keeps an old event a delivery still holds (a dead one is kept EVENTS_DEAD_RETENTION) and
+// removes the ones after it. A follower starting without a cursor must start after what was purged:
+// started at the kept event, it got a cursor from before the purge, then 410 "start again without a
+// cursor", then the same page again — for as long as the event was kept.
+func TestFeedWithoutACursorStartsAfterThePurge(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+	for _, n := range []string{"INV-P1", "INV-P2", "INV-P3"} {
+		issued(t, s, n)
+	}
+	old, _ := feedIDs(t, s, "", 100)
+	if len(old) < 3 {
+		t.Fatalf("the feed holds %v", old)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO webhook_endpoints (name, url) VALUES ('orders', 'https://orders.example/hook')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO webhook_deliveries (event_seq, endpoint, state, finished_at)
+		SELECT seq, 'orders', 'dead', now() FROM events WHERE id = $1`, old[0]); err != nil {
+		t.Fatal(err)
+	}
+	purgeAll(t, s)
+	issued(t, s, "INV-P4")
+
+	got, _ := feedIDs(t, s, "", 1) // fails the test on a 410
+	if len(got) == 0 {
+		t.Fatal("a follower starting after the purge read nothing, not even the new event")
+	}
+	for _, id := range got {
+		for _, o := range old {
+			if id == o {
+				t.Errorf("a follower starting without a cursor read %s, an event from before the purge mark", id)
+			}
+		}
+	}
+	// The kept event is still there for what reads it by its delivery.
+	dead, _, _, err := s.ListEvents(ctx, invoice.EventFilter{DeliveryState: invoice.DeliveryDead, Limit: 10})
+	if err != nil || len(dead) != 1 || dead[0].ID != old[0] {
+		t.Errorf("the dead listing: %v, %v", dead, err)
+	}
+}
+
+// raceTracer runs hook once, just before the first statement whose text contains match is sent.
+type raceTracer struct {
+	match string
+	once  sync.Once
+	hook  func()
+}
+
+func (r *raceTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if stdstrings.Contains(data.SQL, r.match) {
+		r.once.Do(r.hook)
+	}
+	return ctx
+}
+
+func (r *raceTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A purge that commits after the feed has checked a follower's cursor and before it reads the page
+// removes events the page then does not see. The follower must be told (410), not led past them: the
+// interleaving is forced by running the purge from inside the page's statement start.
+func TestFeedTellsAFollowerOfAPurgeDuringItsRead(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	for _, n := range []string{"INV-R1", "INV-R2", "INV-R3"} {
+		issued(t, s, n)
+	}
+	first, _, _, err := s.ListEvents(context.Background(), invoice.EventFilter{Limit: 1})
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first page: %v %v", first, err)
+	}
+	_, cursor, _, _ := s.ListEvents(context.Background(), invoice.EventFilter{Limit: 1})
+
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = &raceTracer{match: "ORDER BY e.xid, e.seq LIMIT", hook: func() { purgeAll(t, s) }}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	evs, _, _, err := postgres.NewStore(pool).ListEvents(context.Background(), invoice.EventFilter{After: cursor, Limit: 10})
+	if !errors.Is(err, invoice.ErrCursorExpired) {
+		t.Fatalf("a page read while the purge removed what follows the cursor: %d events, error %v — want ErrCursorExpired", len(evs), err)
 	}
 }
