@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/merchant/o2o/internal/apitest"
 	"github.com/merchant/o2o/internal/config"
 	"github.com/merchant/o2o/internal/dokusim"
+	"github.com/merchant/o2o/internal/paypage"
 )
 
 // getPage fetches a payment page address (relative to the service) without a key.
@@ -97,14 +99,33 @@ func TestPaymentPageLinkIsScopedAndRevocable(t *testing.T) {
 		t.Errorf("the new address: HTTP %d", status)
 	}
 
-	// An invoice that ended: its page shows the end for the grace, then the address expires.
+	// An invoice that ended: its page shows the end for the grace — without the code, which DOKU
+	// cannot withdraw and the customer must not pay now — then the address expires, and so does a
+	// stream token. The grace runs from the cancellation: the reconciler goes on checking a cancelled
+	// code (money may still come) and writes the invoice's row each time, which must not extend it.
+	tok := issueToken(t, s, "INV-PAGE-B", "")
 	s.POST("/v1/invoices/INV-PAGE-B/cancel", []byte(`{"reason":"out of stock"}`))
-	if status, _, _ := getPage(t, s, pagePath(t, b), nil); status != http.StatusOK {
+	status, _, ended := getPage(t, s, pagePath(t, b), nil)
+	if status != http.StatusOK {
 		t.Errorf("within the grace: HTTP %d", status)
 	}
-	time.Sleep(400 * time.Millisecond)
+	if bytes.Contains(ended, []byte(b.Code(t))) || bytes.Contains(ended, []byte(paypage.GroupCode(b.Code(t)))) {
+		t.Errorf("the cancelled invoice's page still offers its code %s", b.Code(t))
+	}
+	time.Sleep(200 * time.Millisecond)
+	s.MakeDue()
+	if _, err := s.App.Reconciler.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Count(`SELECT count(*) FROM invoices WHERE invoice_number = 'INV-PAGE-B' AND updated_at > cancelled_at + interval '150 milliseconds'`); n != 1 {
+		t.Fatal("the reconciler's check did not write the cancelled invoice's row: this test no longer shows what it is for")
+	}
+	time.Sleep(200 * time.Millisecond)
 	if status, _, got := getPage(t, s, pagePath(t, b), nil); status != http.StatusNotFound || !bytes.Equal(got, missing) {
-		t.Errorf("an expired address: HTTP %d", status)
+		t.Errorf("an address past the grace after the cancellation: HTTP %d", status)
+	}
+	if r := s.Send(apitest.Request{Method: http.MethodGet, Path: tok.StreamURL, NoKey: true}); r.Status != http.StatusUnauthorized {
+		t.Errorf("a stream token past the grace after the cancellation: HTTP %d %s", r.Status, r.Body)
 	}
 }
 

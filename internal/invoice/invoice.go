@@ -163,6 +163,23 @@ func (inv *Invoice) Final() bool {
 	return false
 }
 
+// FinalSince is when the invoice became final (Final), from what it records of its end: the payment,
+// the cancellation, the code's deadline; a failed invoice's last change (nothing changes one after).
+// Not UpdatedAt for the others: a cancelled invoice's code, or one expired by our grace period, stays
+// on the reconciler's schedule, and every check writes the row. The customer's access ends a grace
+// after it; postgres.Store.StreamTokenInvoice says the same in SQL. ok is false for an invoice that
+// is not final.
+func (inv *Invoice) FinalSince() (since time.Time, ok bool) {
+	if !inv.Final() {
+		return time.Time{}, false
+	}
+	at := map[Status]*time.Time{StatusPaid: inv.PaidAt, StatusCancelled: inv.CancelledAt, StatusExpired: inv.ExpiresAt}[inv.Status]
+	if at == nil {
+		return inv.UpdatedAt, true
+	}
+	return *at, true
+}
+
 // TotalPaid is the sum of all recorded payments, in rupiah.
 func (inv *Invoice) TotalPaid() int64 {
 	var total int64

@@ -62,8 +62,8 @@ func (s *Service) PaymentPage(ctx context.Context, number, token string) (*invoi
 		return nil, time.Time{}, errNoPage
 	}
 	until := time.Now().Add(100 * 365 * 24 * time.Hour)
-	if inv.Final() {
-		until = inv.UpdatedAt.Add(s.cfg.CustomerAccessGrace)
+	if since, final := inv.FinalSince(); final {
+		until = since.Add(s.cfg.CustomerAccessGrace)
 		if !until.After(s.now()) {
 			return nil, time.Time{}, errNoPage
 		}

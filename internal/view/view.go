@@ -173,9 +173,15 @@ type CustomerInvoice struct {
 	Reusable      bool            `json:"reusable"`
 }
 
-// ForCustomer is the customer's view of an invoice as the API shows it.
+// ForCustomer is the customer's view of an invoice as the API shows it. The payment code is in it
+// only while it is there to be paid — pending, or a reusable code's paid invoice: DOKU cannot
+// withdraw a code, so a cancelled, expired or failed order's page must not offer one to pay.
 func ForCustomer(v Invoice) CustomerInvoice {
+	code := v.PaymentCode
+	if v.Status != invoice.StatusPending && (v.Status != invoice.StatusPaid || !v.Reusable) {
+		code = nil
+	}
 	return CustomerInvoice{InvoiceNumber: v.InvoiceNumber, Channel: v.Channel, Amount: v.Amount, Currency: v.Currency,
-		Status: v.Status, PaymentCode: v.PaymentCode, ExpiresAt: v.ExpiresAt, PaidAt: v.PaidAt, TotalPaid: v.TotalPaid,
+		Status: v.Status, PaymentCode: code, ExpiresAt: v.ExpiresAt, PaidAt: v.PaidAt, TotalPaid: v.TotalPaid,
 		Reusable: v.Reusable}
 }
