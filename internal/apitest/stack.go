@@ -148,7 +148,7 @@ func New(t testing.TB, opts Options) *Stack {
 	// once the service can point at the simulator.
 	var handler http.Handler
 	svcSrv := httptest.NewUnstartedServer(nil)
-	svcSrv.Config = httpapi.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }), opts.DokuTimeout)
+	svcSrv.Config = httpapi.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }), opts.DokuTimeout, 30*time.Second)
 	svcSrv.Start()
 	t.Cleanup(svcSrv.Close)
 	s.URL = svcSrv.URL

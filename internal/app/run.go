@@ -19,7 +19,7 @@ import (
 // Run serves HTTP on ln and runs the workers until ctx is cancelled or a listener fails, then shuts
 // down within SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
-	srv := httpapi.NewHTTPServer(a.Handler, a.Config.DokuTimeout)
+	srv := httpapi.NewHTTPServer(a.Handler, a.Config.DokuTimeout, a.Config.DBStatementTimeout)
 	srv.ErrorLog = stdlogTo(a.Log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 

@@ -80,7 +80,7 @@ type Config struct {
 	APIKeyHashes []string `envconfig:"API_KEY_HASHES" desc:"keys as name:hex SHA-256"`
 	// APIKeyScopes limits what each key may do: "name=scope+scope", comma-separated (Scopes). A key
 	// not listed may do everything, as every key could before scopes existed.
-	APIKeyScopes    []string      `envconfig:"API_KEY_SCOPES" desc:"what each key may do, name=scope+scope (checkout, events, operator, metrics); unlisted keys may do everything"`
+	APIKeyScopes    []string      `envconfig:"API_KEY_SCOPES" desc:"what each key may do, name=scope+scope (checkout, events, operator, metrics); once set, every key must be listed (unset: every key may do everything)"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"65536" desc:"request body limit"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"graceful-shutdown deadline"`
 	// MigrateOnStart applies pending migrations before serving. Off where migrations run as a step of
@@ -543,8 +543,9 @@ func (c *Config) Keys() ([]Key, error) {
 	return k.keys, nil
 }
 
-// scope gives each key the scopes API_KEY_SCOPES lists for it, and every scope to a key it does not
-// list.
+// scope gives each key the scopes API_KEY_SCOPES lists for it. Without API_KEY_SCOPES every key has
+// every scope (a deployment from before scopes keeps working); with it, every key must be listed: a
+// key added later and forgotten there would otherwise get every scope, operator's included.
 func (k *keyring) scope(entries []string) {
 	given := map[string][]string{}
 	for i, entry := range entries {
@@ -568,10 +569,14 @@ func (k *keyring) scope(entries []string) {
 		given[name] = scopes
 	}
 	for i := range k.keys {
-		if s, ok := given[k.keys[i].Name]; ok {
+		s, ok := given[k.keys[i].Name]
+		switch {
+		case ok:
 			k.keys[i].Scopes = s
-		} else {
+		case len(entries) == 0:
 			k.keys[i].Scopes = slices.Clone(Scopes)
+		default:
+			k.problems.add("API_KEY_SCOPES", "key %q is not listed: with API_KEY_SCOPES set, every key says what it may do", k.keys[i].Name)
 		}
 	}
 }

@@ -129,6 +129,34 @@ func TestKeysMayBeGivenAsHashesOnly(t *testing.T) {
 	}
 }
 
+// Without API_KEY_SCOPES every key may do everything; with it, a key it does not list is refused at
+// start, naming the key, instead of quietly getting every scope (operator's too).
+func TestScopesListEveryKeyOnceSet(t *testing.T) {
+	required(t)
+	t.Setenv("API_KEYS", "checkout:key-one-0123456789,prometheus:key-two-0123456789")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.Keys(); err != nil || len(k) != 2 || len(k[1].Scopes) != len(Scopes) {
+		t.Fatalf("without API_KEY_SCOPES: %+v %v", k, err)
+	}
+	t.Setenv("API_KEY_SCOPES", "checkout=checkout")
+	if c, err = Load(); err == nil {
+		_, err = c.Keys()
+	}
+	if err == nil || !strings.Contains(err.Error(), "API_KEY_SCOPES") || !strings.Contains(err.Error(), `"prometheus" is not listed`) {
+		t.Fatalf("a key API_KEY_SCOPES does not list: %v", err)
+	}
+	t.Setenv("API_KEY_SCOPES", "checkout=checkout,prometheus=metrics")
+	if c, err = Load(); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.Keys(); err != nil || len(k[1].Scopes) != 1 || k[1].Scopes[0] != ScopeMetrics {
+		t.Fatalf("with every key listed: %+v %v", k, err)
+	}
+}
+
 // Every bad setting is reported at once, each on its own line naming its variable.
 func TestAllProblemsAtOnce(t *testing.T) {
 	required(t)

@@ -74,14 +74,17 @@ func NewServer(cfg Config, deps Deps) http.Handler {
 }
 
 // NewHTTPServer wraps handler in an http.Server with the service's limits: header and body read
-// timeouts against slow clients, a write timeout that outlasts a DOKU call, and a header size cap.
-func NewHTTPServer(handler http.Handler, dokuTimeout time.Duration) *http.Server {
+// timeouts against slow clients, a write timeout that outlasts the longest request, and a header
+// size cap.
+func NewHTTPServer(handler http.Handler, dokuTimeout, statementTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		// A create waits for DOKU; the write deadline must outlast DOKU's timeout.
-		WriteTimeout:   dokuTimeout + 15*time.Second,
+		// The longest request is a create (or a sync): a statement, the DOKU call, a statement that
+		// stores DOKU's answer. A write deadline shorter than that cuts the connection of a create that
+		// succeeded, and its client sees a network error instead of the code.
+		WriteTimeout:   dokuTimeout + 2*statementTimeout + 5*time.Second,
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 32 << 10,
 	}
