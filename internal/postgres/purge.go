@@ -10,9 +10,10 @@ import (
 )
 
 // The purge keeps the tables that grow with traffic bounded (deploy/RUNBOOK.md, "Data lifecycle"). Each step is
-// one statement over at most a batch of rows taken in key order from a position, so no statement
-// holds locks on more than a batch, whatever the table's size; a run is many such statements, and
-// one that stops half way (a crash, a shutdown) leaves nothing half done.
+// one statement over at most a batch of rows taken in key order from a position (a batch of
+// deliveries takes their attempts with them: as many as the retries made), so no statement holds
+// locks on more than a batch, whatever the table's size; a run is many such statements, and one that
+// stops half way (a crash, a shutdown) leaves nothing half done.
 
 // TakeLease takes (or renews) the lease of job name for holder until lease from now, on the
 // database's clock, and reports whether holder has it: another holder's lease that has not run out

@@ -54,19 +54,24 @@ func (s *Service) Purge(ctx context.Context, holder string, onBatch func(table s
 	}()
 	delivered, dead, bodies := s.cfg.Retention.Cutoffs(s.now())
 	batch := s.cfg.PurgeBatch
-	// renew rests after a batch that started at start (purgeRest), then keeps the lease, and stops
-	// when it was lost (a pause longer than the lease: another replica may be purging now).
+	// renew keeps the lease after a batch that started at start, and stops when it was lost (a pause
+	// longer than the lease: another replica may be purging now); then it rests (purgeRest), never
+	// longer than half the lease, so that the lease outlives the rest and the next batch.
 	renew := func(start time.Time) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(purgeRest * time.Since(start)):
-		}
+		took := time.Since(start)
 		ok, err := s.store.TakeLease(ctx, purgeLease, holder, s.cfg.PurgeLease)
 		if err == nil && !ok {
 			return errLeaseLost
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(purgeRest*took, s.cfg.PurgeLease/2)):
+		}
+		return nil
 	}
 
 	var from invoice.DeliveryKey
