@@ -59,7 +59,8 @@ fmt: ## Format the code
 	gofmt -w $(GOFILES)
 
 vet: ## gofmt check and go vet
-	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
+	@files=$(GOFILES); [ -n "$$files" ] || { echo "vet: git lists no Go file (not a git checkout?): nothing would be checked"; exit 1; }; \
+	out=$$(gofmt -l $$files </dev/null); if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags ha ./internal/failover/
 	cd $(K8S_CHECK) && $(GO) vet ./...

@@ -364,9 +364,10 @@ while :; do
     fi
   done
   waiting=()
-  curl -fsS -m 2 "$o2o_url/readyz" >/dev/null 2>&1 || waiting+=("o2o at $o2o_url/readyz (log: $(log_of o2o))")
+  # o2o healthcheck URL asks any URL and fails unless it answers 200 (curl may not be installed).
+  ./bin/o2o healthcheck "$o2o_url/readyz" >/dev/null 2>&1 || waiting+=("o2o at $o2o_url/readyz (log: $(log_of o2o))")
   if [ -n "$with_sim" ]; then
-    curl -fsS -m 2 "$sim_url/healthz" >/dev/null 2>&1 || waiting+=("dokusim at $sim_url/healthz (log: $(log_of dokusim))")
+    ./bin/o2o healthcheck "$sim_url/healthz" >/dev/null 2>&1 || waiting+=("dokusim at $sim_url/healthz (log: $(log_of dokusim))")
   fi
   [ "${#waiting[@]}" -gt 0 ] || break
   if [ "$SECONDS" -ge "$deadline" ]; then
@@ -376,6 +377,7 @@ while :; do
 done
 
 key=${API_KEYS%%,*}
+key=${key#*:} # name:key → key
 key=${key:-<your API key>}
 echo
 echo "  o2o is up."

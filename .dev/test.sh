@@ -93,6 +93,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# A run killed outright (SIGKILL, OOM) ran no cleanup: its server may still be up on this data
+# directory. Stop it before the directory goes, or it would later take the new server's lock file
+# with it and stop that one mid-run.
+if [ -f "$pgdata/postmaster.pid" ]; then
+  as_pg "$bindir/pg_ctl" -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
+fi
 rm -rf "$pgdata" "$log"
 mkdir -p "$pgdata"
 if [ "$(id -u)" = 0 ]; then

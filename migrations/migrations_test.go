@@ -61,6 +61,10 @@ func TestSumsOnlyGrow(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatal("git is needed to read sums.txt's history")
 	}
+	// A shallow clone cuts the history this reads: it would compare sums.txt with itself and pass.
+	if out, err := exec.Command("git", "rev-parse", "--is-shallow-repository").Output(); err != nil || strings.TrimSpace(string(out)) != "false" {
+		t.Fatalf("sums.txt's history cannot be read here (shallow clone: git fetch --unshallow): %q %v", out, err)
+	}
 	out, err := exec.Command("git", "log", "--format=%H", "--", "sums.txt").Output()
 	if err != nil {
 		t.Fatalf("git log: %v (run the tests in a git checkout)", err)
