@@ -42,7 +42,7 @@ type Events struct {
 	CustomerAccessGrace time.Duration `envconfig:"CUSTOMER_ACCESS_GRACE" default:"24h" desc:"how long after an invoice became final its stream tokens still work"`
 
 	// Retention: what the purge removes, and when (deploy/RUNBOOK.md, "Data lifecycle").
-	EventsRetention     time.Duration `envconfig:"EVENTS_RETENTION" default:"720h" desc:"delivered webhooks (with their attempts) and the events nothing waits for are purged after this"`
+	EventsRetention     time.Duration `envconfig:"EVENTS_RETENTION" default:"720h" desc:"delivered webhooks (with their attempts) are purged after this, and events nothing waits for leave the feed (thinned to their history, or deleted)"`
 	EventsDeadRetention time.Duration `envconfig:"EVENTS_DEAD_RETENTION" default:"2160h" desc:"dead deliveries (and their events) are kept this long for a redelivery"`
 	// NotificationBodyRetention is the dispute window: a notification's raw body is kept this long,
 	// then thinned to its digest (the payment it recorded, its outcome and headers stay).

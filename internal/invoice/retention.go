@@ -43,7 +43,7 @@ type FeedKey struct {
 // GrowingTables are the tables whose size is reported (o2o_table_size_bytes): every table that grows
 // with traffic.
 var GrowingTables = []string{"invoices", "payments", "invoice_events", "notifications", "attention_items", "events",
-	"webhook_deliveries", "webhook_attempts", "stream_tokens", "stream_watches"}
+	"webhook_deliveries", "webhook_attempts", "stream_tokens", "stream_watches", "payment_instructions"}
 
 // TableSize is a table's size on disk and its estimated rows.
 type TableSize struct {

@@ -178,8 +178,9 @@ func (m *Migrator) Status(ctx context.Context, w io.Writer) error {
 // Current reports whether the database has every embedded migration: it is at the latest, or past it.
 // Past it is the case during a rollout whose migrations ran first (o2o migrate up before the new
 // replicas start): the previous release keeps serving, which every migration from 00012 on allows —
-// it only adds (columns, tables, indexes, constraints), and what a release stops using is removed by
-// a later release's migration, never by the one that stops using it (.github/CONTRIBUTING.md).
+// it adds, or drops only indexes and constraints that release does not rely on, and what a release
+// stops using is removed by a later release's migration (.github/CONTRIBUTING.md; 00021's move of the
+// history is the one exception, written down in deploy/RUNBOOK.md).
 func (m *Migrator) Current(ctx context.Context) (bool, error) {
 	v, err := m.provider.GetDBVersion(ctx)
 	if err != nil {
