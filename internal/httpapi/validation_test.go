@@ -81,6 +81,8 @@ func badCreates(t testing.TB) []badCreate {
 		{name: "missing invoice number", body: with(map[string]any{"invoice_number": nil}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
 		{name: "invoice number too long", body: with(map[string]any{"invoice_number": strings.Repeat("A", 65)}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
 		{name: "invoice number with slash", body: with(map[string]any{"invoice_number": "INV/1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number dot", body: with(map[string]any{"invoice_number": "."}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
+		{name: "invoice number dot dot", body: with(map[string]any{"invoice_number": ".."}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
 		{name: "invoice number with space", body: with(map[string]any{"invoice_number": "INV 1"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
 		{name: "invoice number unicode", body: with(map[string]any{"invoice_number": "INV-Ä"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},
 		{name: "invoice number SQL", body: with(map[string]any{"invoice_number": "1';DROP TABLE invoices;--"}), wantStatus: 422, wantCode: "validation_failed", wantField: "invoice_number"},

@@ -104,6 +104,11 @@ func CheckInvoiceNumber(n string) string {
 			return "may contain only A-Z a-z 0-9 . _ ~ -"
 		}
 	}
+	if n == "." || n == ".." {
+		// A path segment every browser and HTTP client resolves away: /v1/invoices/.. and the payment
+		// page's /pay/../… would never reach the invoice.
+		return `must not be "." or ".."`
+	}
 	return ""
 }
 

@@ -91,5 +91,5 @@ func (s *Service) Sync(ctx context.Context, number string) (*invoice.Invoice, in
 	if errors.Is(err, invoice.ErrDokuUnavailable) {
 		_ = s.store.ReleaseSync(context.WithoutCancel(ctx), number, claim)
 	}
-	return inv, outcome, err
+	return s.withLinks(inv), outcome, err
 }
