@@ -411,8 +411,8 @@ func (s *Store) CreateStreamToken(ctx context.Context, number string, digest []b
 
 // StreamTokenInvoice is the invoice number a stream token (by digest) was issued for, and until when
 // it admits: its expiry, or grace after its invoice became final (invoice.FinalSince, here in SQL),
-// whichever is first. A reusable code's paid invoice is not final (it may be paid again). invoice.ErrNotFound for a token that is
-// unknown, revoked or past that.
+// whichever is first. A reusable code's paid invoice is not final (it may be paid again).
+// invoice.ErrNotFound for a token that is unknown, revoked or past that.
 func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte, grace time.Duration) (string, time.Time, error) {
 	var number string
 	var until time.Time
