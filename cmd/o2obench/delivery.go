@@ -76,8 +76,8 @@ func (rc *receiver) stats() (n, bad int, first, last time.Time) {
 
 // deliveries measures the events path: the service restarted with a webhook endpoint, the webhook
 // row again (each payment announces one event, invoice.paid with the payment, queued for the endpoint
-// and then POSTed, signed, by the deliverer), and how fast the deliverer empties the queue. It runs last: the restart ends the
-// service process whose memory the other rows report.
+// and then POSTed, signed, by the deliverer), and how fast the deliverer empties the queue. It runs
+// last: the restart ends the service process whose memory the other rows report.
 func (b *bench) deliveries() error {
 	if !b.want("deliver") {
 		return nil
