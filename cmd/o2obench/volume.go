@@ -25,6 +25,7 @@ import (
 	"github.com/merchant/o2o/internal/doku"
 	"github.com/merchant/o2o/internal/dokusim"
 	"github.com/merchant/o2o/internal/invoice"
+	"github.com/merchant/o2o/internal/postgres"
 	"github.com/merchant/o2o/internal/service"
 	"github.com/merchant/o2o/internal/view"
 )
@@ -494,7 +495,7 @@ func (l *life) flush(t time.Time) error {
 	}
 	var history any
 	if len(inv.NewEvents) > 0 {
-		raw, err := historyJSON(inv.NewEvents, t)
+		raw, err := postgres.HistoryJSON(inv.NewEvents, t)
 		if err != nil {
 			return err
 		}
@@ -550,41 +551,6 @@ func (l *life) flush(t time.Time) error {
 	}
 	inv.NewEvents, inv.NewChanges, inv.NewAttention, inv.ResolvedAttention = nil, nil, nil, nil
 	return nil
-}
-
-// historyItem is one item of a change's history as the log stores it (postgres.historyItem).
-type historyItem struct {
-	At     time.Time      `json:"at"`
-	Source string         `json:"source"`
-	Kind   string         `json:"kind"`
-	From   *string        `json:"from"`
-	To     *string        `json:"to"`
-	Detail map[string]any `json:"detail"`
-}
-
-// historyJSON is a change's history as the log stores it; an item without a time happened at now.
-func historyJSON(evs []invoice.Event, now time.Time) (string, error) {
-	items := make([]historyItem, len(evs))
-	opt := func(s invoice.Status) *string {
-		if s == "" {
-			return nil
-		}
-		v := string(s)
-		return &v
-	}
-	for i, e := range evs {
-		at := now
-		if !e.At.IsZero() {
-			at = e.At
-		}
-		d := e.Detail
-		if d == nil {
-			d = map[string]any{}
-		}
-		items[i] = historyItem{At: at, Source: string(e.Source), Kind: string(e.Kind), From: opt(e.From), To: opt(e.To), Detail: d}
-	}
-	raw, err := json.Marshal(items)
-	return string(raw), err
 }
 
 // entry writes one entry of the invoice's log made at t: a public event (xid set: its transaction)

@@ -91,7 +91,7 @@ func TestYearHasRealisticProportions(t *testing.T) {
 		}
 		if h := column(tEvents, row, "history"); h != nil {
 			history++
-			var list []historyItem
+			var list []map[string]any
 			if err := json.Unmarshal([]byte(h.(string)), &list); err != nil || len(list) == 0 {
 				t.Fatalf("history %v: %v", h, err)
 			}

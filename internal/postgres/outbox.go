@@ -74,7 +74,7 @@ func appendLog(inv *invoice.Invoice, now time.Time) stmt {
 	}
 	if len(inv.NewEvents) > 0 {
 		var err error
-		if history[0], err = historyJSON(inv.NewEvents, now); err != nil {
+		if history[0], err = HistoryJSON(inv.NewEvents, now); err != nil {
 			return stmt{err: err}
 		}
 	}
