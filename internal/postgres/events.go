@@ -97,8 +97,15 @@ func collectEvents(rows pgx.Rows, err error) ([]*invoice.Published, error) {
 // transaction already committed a larger one.
 //
 // Transactions of other databases on the same server cannot write these events, so they are left out
-// of the horizon (a transaction id positively seen running in another database, in pg_stat_activity or
-// pg_prepared_xacts, is not ours; one that ended meanwhile is counted, which only delays). One
+// of the horizon: a transaction id positively seen running in another database, in pg_stat_activity or
+// pg_prepared_xacts, is not ours. The look at pg_stat_activity must come before the snapshot
+// (readHorizon): a statement's snapshot is taken before it runs, so a neighbour's transaction that
+// ended between the two was in the snapshot but no longer in pg_stat_activity, was counted, and held
+// the horizon back below events an earlier read had shown (on one read in five with a busy
+// neighbour). Taken first, every transaction id in the snapshot that was already running is in the
+// picture; one that began after it is newer than every event already committed, so counting it
+// hides nothing a reader could have seen, and the horizon never moves back. (A prepared transaction
+// of another database that ends mid-read can still hold one read back; that only delays.) One
 // invoice's events keep their order in the feed too: each change takes its invoice's row lock as its
 // first write (lockedTx), and PostgreSQL assigns a row locker its id once it holds the lock, so a
 // later change of the same invoice has a larger xid (TestWaitingForARowLockTakesNoTransactionID).
@@ -160,11 +167,15 @@ func (s *Store) ListEvents(ctx context.Context, f invoice.EventFilter) ([]*invoi
 	} else if f.Endpoint != "" {
 		where, args["endpoint"] = append(where, "e.seq IN (SELECT d.event_seq FROM webhook_deliveries d WHERE d.endpoint = @endpoint)"), f.Endpoint
 	}
-	evs, err := collectEvents(s.pool.Query(ctx, `
+	var evs []*invoice.Published
+	err = s.readHorizon(ctx, func(br pgx.BatchResults) (err error) {
+		evs, err = collectEvents(br.Query())
+		return err
+	}, `
 		WITH h AS (`+feedHorizon+`)
 		SELECT `+eventColumns+` FROM events e, h
 		WHERE `+strings.Join(where, " AND ")+`
-		ORDER BY e.xid, e.seq LIMIT @limit`, args))
+		ORDER BY e.xid, e.seq LIMIT @limit`, args)
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -261,10 +272,31 @@ func (s *Store) purgeMark(ctx context.Context) (feedCursor, error) {
 // yet shown, because a transaction older than it is still running (0 when the feed shows everything).
 func (s *Store) FeedLag(ctx context.Context) (time.Duration, error) {
 	var secs float64
-	err := s.pool.QueryRow(ctx, `
+	err := s.readHorizon(ctx, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&secs) }, `
 		WITH h AS (`+feedHorizon+`)
-		SELECT coalesce(extract(epoch FROM now() - min(e.created_at)), 0) FROM events e, h WHERE e.xid >= h.xid`).Scan(&secs)
+		SELECT coalesce(extract(epoch FROM now() - min(e.created_at)), 0) FROM events e, h WHERE e.xid >= h.xid`)
 	return time.Duration(max(secs, 0) * float64(time.Second)), classify(err)
+}
+
+// readHorizon runs sql, a statement that reads feedHorizon, with read taking its result, in one
+// round trip and one transaction after a statement that takes the transaction's picture of
+// pg_stat_activity: PostgreSQL reads it once per transaction, on first use, and keeps it until the
+// transaction ends, so the horizon's look at it is older than its snapshot (see feedHorizon). A batch
+// runs in one implicit transaction, and under READ COMMITTED each of its statements takes its own
+// snapshot when it starts.
+func (s *Store) readHorizon(ctx context.Context, read func(pgx.BatchResults) error, sql string, args ...any) error {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(*) FROM pg_stat_activity`)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		err = read(br)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return classify(err)
 }
 
 // GetEvent returns one event with its deliveries, or invoice.ErrNotFound.
