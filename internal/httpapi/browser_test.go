@@ -434,6 +434,11 @@ func TestBrowserPaymentPage(t *testing.T) {
 		if left := tb.text("#left"); !regexp.MustCompile(`^59 min \d+ s$`).MatchString(left) {
 			t.Errorf("the English countdown shows %q", left)
 		}
+		// DOKU's steps stay as DOKU words them, in Indonesian: the page says so, and a screen reader
+		// reads them as Indonesian.
+		if note, lang := tb.text(".steps .note"), eval[string](tb, `document.querySelector(".steps ol").lang`); note != "Instructions from DOKU (in Indonesian):" || lang != "id" {
+			t.Errorf("DOKU's steps on the English page: note %q, list language %q", note, lang)
+		}
 		tb.shot(shots, "pending-en")
 
 		// A browser that prefers English gets English without the switch.

@@ -83,12 +83,21 @@ type model struct {
 	PaidAt     string // in WIB
 	Steps      []steps
 	// FromDOKU (over Page's) is whether the steps shown are DOKU's: DOKU's empty answer is none.
-	FromDOKU    bool
+	FromDOKU bool
+	// StepsLang is the language of the steps when it is not the page's: DOKU's are shown as DOKU
+	// words them, in Indonesian, on the English page too (they are what the cashier knows), and a
+	// screen reader must read them as Indonesian.
+	StepsLang   string
 	Fee         bool   // DOKU's steps say the cashier may charge a fee
 	OtherLang   string // the language the switch offers, and its name in that language
 	OtherName   string
 	StateTitles map[string]string // each state's status line, in the page's language
 }
+
+// dokuStepsLang is the language of DOKU's how_to_pay_api steps. DOKU documents neither their shape nor
+// their wording; its counter instructions for Indonesian stores are in Indonesian, and so are the
+// simulator's (api/DOKU.md, "How to pay").
+const dokuStepsLang = "id"
 
 // steps are one list of steps at the counter, with its heading when there are several.
 type steps struct {
@@ -166,6 +175,9 @@ func build(p Page) (*model, error) {
 		}
 	}
 	if m.FromDOKU {
+		if p.Lang != dokuStepsLang {
+			m.StepsLang = dokuStepsLang
+		}
 		for _, in := range p.Instructions {
 			title := in.Channel
 			if len(p.Instructions) == 1 {

@@ -140,6 +140,17 @@ func TestDOKUStepsAndTheFeeNote(t *testing.T) {
 	if !strings.Contains(html, "<li>Datang ke gerai</li>") || !strings.Contains(html, text["en"]["fee"]) || strings.Contains(html, "Read out or show") {
 		t.Errorf("DOKU's steps with a fee: the page shows DOKU's steps and the fee note only:\n%s", html)
 	}
+	// DOKU's steps are Indonesian: on the English page they say so, and carry their language for a
+	// screen reader; on the Indonesian page they need neither.
+	if !strings.Contains(html, `<ol lang="id">`) || !strings.Contains(html, "(in Indonesian)") {
+		t.Errorf("the English page shows DOKU's Indonesian steps without their language:\n%s", html)
+	}
+	if id := render(t, Page{Invoice: pending(invoice.ChannelAlfa), Lang: "id", Instructions: ins, FromDOKU: true}); !strings.Contains(id, "<ol>") {
+		t.Errorf("the Indonesian page marks DOKU's steps with a language of their own:\n%s", id)
+	}
+	if own := render(t, Page{Invoice: pending(invoice.ChannelAlfa), Lang: "en"}); strings.Contains(own, `<ol lang=`) {
+		t.Errorf("our own English steps are marked as another language:\n%s", own)
+	}
 	ins[0].Steps = []string{"Datang ke gerai", "Bayar"}
 	if html := render(t, Page{Invoice: pending(invoice.ChannelAlfa), Lang: "en", Instructions: ins, FromDOKU: true}); strings.Contains(html, text["en"]["fee"]) {
 		t.Error("a fee note without DOKU mentioning one")

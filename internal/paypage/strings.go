@@ -64,7 +64,7 @@ var text = map[string]map[string]string{
 		"left":             "Time left",
 		"units":            "d,h,min,s",
 		"steps":            "How to pay at the cashier",
-		"steps_doku":       "Instructions from DOKU:",
+		"steps_doku":       "Instructions from DOKU (in Indonesian):",
 		"fee":              "The cashier may charge a service fee on top of this amount.",
 		"print":            "Print",
 		"paid_text":        "Thank you! We have received your payment.",
