@@ -130,7 +130,7 @@ func TestPaymentPageLinkIsScopedAndRevocable(t *testing.T) {
 }
 
 // DOKU's instructions are fetched once per invoice, whatever the page views; when DOKU's cannot be
-// had, the page shows our own steps.
+// had, the page shows our own steps, and DOKU is asked again only after a retry interval.
 func TestInstructionsAreFetchedOncePerInvoice(t *testing.T) {
 	t.Parallel()
 	s := apitest.New(t, apitest.Options{})
@@ -162,5 +162,29 @@ func TestInstructionsAreFetchedOncePerInvoice(t *testing.T) {
 	}
 	if n := s.Count(`SELECT count(*) FROM payment_instructions WHERE source = 'fallback'`); n != 1 {
 		t.Errorf("%d invoices keep our own steps, want the one DOKU's could not be had for", n)
+	}
+
+	// DOKU is back. A failure is not kept for good: once the retry interval has passed, the next view
+	// asks DOKU again, once, and from then on the page shows DOKU's steps without asking again.
+	s.Sim.SetFaults(dokusim.Faults{})
+	dokuSteps := []byte("Petunjuk dari DOKU:") // the note above DOKU's steps, on the Indonesian page
+	if _, _, page := getPage(t, s, pagePath(t, down), nil); s.Sim.HowToPayCalls() != 2 || bytes.Contains(page, dokuSteps) {
+		t.Errorf("within the retry interval a view asked DOKU again (%d calls in all) or showed DOKU's steps", s.Sim.HowToPayCalls())
+	}
+	sqlExec(t, s, `UPDATE payment_instructions SET fetched_at = now() - interval '1 hour'`)
+	for i := 0; i < 3; i++ {
+		if status, _, page := getPage(t, s, pagePath(t, down), nil); status != http.StatusOK || !bytes.Contains(page, dokuSteps) {
+			t.Fatalf("view %d after DOKU came back: HTTP %d, DOKU's steps shown: %v", i, status, bytes.Contains(page, dokuSteps))
+		}
+	}
+	if n := s.Sim.HowToPayCalls(); n != 3 {
+		t.Errorf("DOKU's how_to_pay_api was asked %d times in all, want 3 (once more for the invoice it had failed)", n)
+	}
+	// DOKU's steps, once kept, are never asked for again, however old.
+	sqlExec(t, s, `UPDATE payment_instructions SET fetched_at = now() - interval '1 day'`)
+	getPage(t, s, pagePath(t, inv), nil)
+	getPage(t, s, pagePath(t, down), nil)
+	if n := s.Sim.HowToPayCalls(); n != 3 || s.Count(`SELECT count(*) FROM payment_instructions WHERE source = 'fallback'`) != 0 {
+		t.Errorf("kept DOKU steps were asked for again (%d calls) or a fallback is still kept", n)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // PageStore is the store's side of the payment page.
 type PageStore interface {
-	Instructions(ctx context.Context, invoiceID int64) (ins []invoice.Instruction, source string, found bool, err error)
+	Instructions(ctx context.Context, invoiceID int64) (ins []invoice.Instruction, source string, asked time.Time, found bool, err error)
 	SaveInstructions(ctx context.Context, invoiceID int64, source string, ins []invoice.Instruction) error
 	ReplacePageToken(ctx context.Context, number, token string) (*invoice.Invoice, error)
 }
@@ -82,20 +82,27 @@ func (s *Service) RevokePaymentPage(ctx context.Context, number string) (*invoic
 // our own steps.
 const instructionsTimeout = 3 * time.Second
 
+// instructionsRetry is how long our own steps stand in for DOKU's that could not be had (DOKU down or
+// slow past instructionsTimeout, an answer we could not read) before a view of the page asks DOKU
+// again: a blip must not pin the fallback for the invoice's whole life, and a DOKU that stays down
+// is asked at most this often per invoice, however many views.
+const instructionsRetry = 5 * time.Minute
+
 // PaymentInstructions are the steps at the counter for inv, and whether they are DOKU's: fetched from
 // DOKU's how_to_pay_api once — the first time anyone asks, on whichever replica — and kept with the
 // invoice; when DOKU's cannot be had (no address, an error, a shape we cannot read), none (fromDOKU
-// false) and that is kept too, so the page shows our own steps and DOKU is not asked again.
+// false) and that is kept too, so the page shows our own steps; DOKU is asked again only after
+// instructionsRetry, while the invoice is pending and has an address to ask.
 func (s *Service) PaymentInstructions(ctx context.Context, inv *invoice.Invoice) (ins []invoice.Instruction, fromDOKU bool) {
-	if got, source, found, err := s.store.Instructions(ctx, inv.ID); err == nil && found {
+	if got, source, asked, found, err := s.store.Instructions(ctx, inv.ID); err == nil && found && !s.askAgain(inv, source, asked) {
 		return got, source == instructionsFromDOKU
 	}
-	// Concurrent first views on this replica share one fetch.
+	// Concurrent views on this replica share one fetch.
 	v, _, _ := s.fetches.Do(inv.Number, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), instructionsTimeout)
 		defer cancel()
 		// A view that looked just before an earlier fetch was kept comes here after it: look again.
-		if got, source, found, err := s.store.Instructions(fctx, inv.ID); err == nil && found {
+		if got, source, asked, found, err := s.store.Instructions(fctx, inv.ID); err == nil && found && !s.askAgain(inv, source, asked) {
 			return fetched{got, source == instructionsFromDOKU}, nil
 		}
 		got, err := s.gateway.HowToPay(fctx, inv.HowToPayAPI)
@@ -108,6 +115,12 @@ func (s *Service) PaymentInstructions(ctx context.Context, inv *invoice.Invoice)
 	})
 	f := v.(fetched)
 	return f.ins, f.fromDOKU
+}
+
+// askAgain says whether kept instructions are a fallback old enough to ask DOKU again for inv's.
+func (s *Service) askAgain(inv *invoice.Invoice, source string, asked time.Time) bool {
+	return source == instructionsFallback && inv.HowToPayAPI != "" && inv.Status == invoice.StatusPending &&
+		s.now().Sub(asked) >= instructionsRetry
 }
 
 const (
