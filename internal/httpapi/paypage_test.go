@@ -129,6 +129,35 @@ func TestPaymentPageLinkIsScopedAndRevocable(t *testing.T) {
 	}
 }
 
+// A paid invoice with a reusable code is not over while its code may be paid again, so its page
+// stays open — but only until the code's deadline: from then on its page and its stream tokens end a
+// grace later, like any final invoice's. (They used to stay open for good.)
+func TestAReusableCodesPageEndsAfterItsDeadline(t *testing.T) {
+	t.Parallel()
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.CustomerAccessGrace = 300 * time.Millisecond }})
+	req := apitest.NewInvoice("INV-PAGE-REUSE", "alfa")
+	req.Reusable = true
+	inv := s.Create(req).Invoice(t)
+	if r := s.Notify(apitest.NotificationBody("INV-PAGE-REUSE", "alfa", inv.Code(t), inv.Amount, "TRX-REUSE-1"), "req-reuse-1", nil); r.Status != http.StatusOK {
+		t.Fatalf("the payment: HTTP %d %s", r.Status, r.Body)
+	}
+	tok := issueToken(t, s, "INV-PAGE-REUSE", "")
+	// Paid, its code good for an hour more: the page stays, long after the payment's grace.
+	sqlExec(t, s, `UPDATE invoices SET paid_at = now() - interval '1 day' WHERE invoice_number = 'INV-PAGE-REUSE'`)
+	if status, _, _ := getPage(t, s, pagePath(t, inv), nil); status != http.StatusOK {
+		t.Errorf("a paid reusable code before its deadline: HTTP %d, want its page", status)
+	}
+	// The deadline passed more than the grace ago (and the reconciler's window with it).
+	sqlExec(t, s, `UPDATE invoices SET expires_at = now() - interval '400 days', paid_at = now() - interval '401 days',
+		next_check_at = NULL WHERE invoice_number = 'INV-PAGE-REUSE'`)
+	if status, _, _ := getPage(t, s, pagePath(t, inv), nil); status != http.StatusNotFound {
+		t.Errorf("a paid reusable code 400 days past its deadline: HTTP %d, want 404", status)
+	}
+	if r := s.Send(apitest.Request{Method: http.MethodGet, Path: tok.StreamURL, NoKey: true}); r.Status != http.StatusUnauthorized {
+		t.Errorf("its stream token: HTTP %d, want 401", r.Status)
+	}
+}
+
 // DOKU's instructions are fetched once per invoice, whatever the page views; when DOKU's cannot be
 // had, the page shows our own steps, and DOKU is asked again only after a retry interval.
 func TestInstructionsAreFetchedOncePerInvoice(t *testing.T) {

@@ -166,10 +166,18 @@ func (inv *Invoice) Final() bool {
 // FinalSince is when the invoice became final (Final), from what it records of its end: the payment,
 // the cancellation, the code's deadline; a failed invoice's last change (nothing changes one after).
 // Not UpdatedAt for the others: a cancelled invoice's code, or one expired by our grace period, stays
-// on the reconciler's schedule, and every check writes the row. The customer's access ends a grace
-// after it; postgres.Store.StreamTokenInvoice says the same in SQL. ok is false for an invoice that
-// is not final.
+// on the reconciler's schedule, and every check writes the row. A paid reusable code is over for its
+// customer at its deadline (or at a payment after it): that time may still be ahead. The customer's
+// access ends a grace after it; postgres.Store.StreamTokenInvoice says the same in SQL. ok is false
+// for an invoice that has no end yet.
 func (inv *Invoice) FinalSince() (since time.Time, ok bool) {
+	if inv.Status == StatusPaid && inv.Reusable && inv.PaidAt != nil {
+		since = *inv.PaidAt
+		if inv.ExpiresAt != nil && inv.ExpiresAt.After(since) {
+			since = *inv.ExpiresAt
+		}
+		return since, true
+	}
 	if !inv.Final() {
 		return time.Time{}, false
 	}

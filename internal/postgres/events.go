@@ -443,7 +443,7 @@ func (s *Store) CreateStreamToken(ctx context.Context, number string, digest []b
 
 // StreamTokenInvoice is the invoice number a stream token (by digest) was issued for, and until when
 // it admits: its expiry, or grace after its invoice became final (invoice.FinalSince, here in SQL),
-// whichever is first. A reusable code's paid invoice is not final (it may be paid again).
+// whichever is first. A reusable code's paid invoice ends at its deadline (or a later payment).
 // invoice.ErrNotFound for a token that is unknown, revoked or past that.
 func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte, grace time.Duration) (string, time.Time, error) {
 	var number string
@@ -451,7 +451,7 @@ func (s *Store) StreamTokenInvoice(ctx context.Context, digest []byte, grace tim
 	err := s.pool.QueryRow(ctx, `
 		SELECT number, until FROM (
 			SELECT i.invoice_number AS number, least(t.expires_at, CASE
-				WHEN i.status = 'paid' AND NOT i.reusable THEN i.paid_at
+				WHEN i.status = 'paid' THEN greatest(i.paid_at, CASE WHEN i.reusable THEN i.expires_at END)
 				WHEN i.status = 'cancelled' THEN coalesce(i.cancelled_at, i.updated_at)
 				WHEN i.status = 'expired' THEN coalesce(i.expires_at, i.updated_at)
 				WHEN i.status = 'failed' THEN i.updated_at END + @grace * interval '1 microsecond') AS until
