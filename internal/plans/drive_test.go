@@ -2,11 +2,9 @@ package plans_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"testing"
 	"time"
 
@@ -132,13 +130,10 @@ func drive(t *testing.T, s *apitest.Stack, rc *apitest.Receiver) {
 	d.exec(`UPDATE webhook_deliveries SET state = 'dead', finished_at = now()
 		WHERE event_seq = (SELECT min(event_seq) FROM webhook_deliveries WHERE state = 'delivered')`)
 
-	// The feed: plain, each filter, a second page, and a cursor of the feed's first version.
+	// The feed: plain, each filter, a second page. (A cursor of the feed's first version expires
+	// without a statement of its own.)
 	d.pages("/v1/events", "", "type=invoice.paid", "invoice_number=PLAN-A", "delivery_state=dead",
 		"delivery_state=pending", "endpoint="+endpointName, "delivery_state=dead&endpoint="+endpointName)
-	var firstSeq int64
-	d.scan(&firstSeq, `SELECT min(seq) FROM events`)
-	legacy := base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(firstSeq, 10)))
-	d.want(s.GET("/v1/events?after="+legacy), http.StatusOK, "feed after a first-version cursor")
 
 	// One event; redelivered to every endpoint and to one; bulk redelivery of the dead and the
 	// delivered.

@@ -136,7 +136,7 @@ func (s *Store) ListEvents(ctx context.Context, f invoice.EventFilter) ([]*invoi
 	if err != nil {
 		return nil, "", false, err
 	}
-	after, err := s.feedPosition(ctx, f.After)
+	after, err := feedPosition(f.After)
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -214,8 +214,11 @@ func (c feedCursor) String() string {
 var errBadFeedCursor = invoice.Invalid("after", "is not a cursor this feed returned (pass next_cursor back as it is)")
 
 // feedPosition reads a cursor the feed returned. A cursor of the feed's first version (a sequence
-// number alone) is read as the position of its event; once that event is purged it has expired.
-func (s *Store) feedPosition(ctx context.Context, c string) (feedCursor, error) {
+// number alone) has expired: the first version listed events by sequence number, and a position in
+// that order is none in this one — continuing from its event here would skip an event numbered after
+// it but written by an older transaction, and repeat one numbered before it by a newer one. The
+// follower starts again without a cursor (and reads again what it may have read).
+func feedPosition(c string) (feedCursor, error) {
 	if c == "" {
 		return feedCursor{}, nil
 	}
@@ -223,31 +226,26 @@ func (s *Store) feedPosition(ctx context.Context, c string) (feedCursor, error) 
 	if err != nil {
 		return feedCursor{}, errBadFeedCursor
 	}
+	rest, ok := strings.CutPrefix(string(raw), feedCursorPrefix)
+	if !ok {
+		if _, err := decodeCursor(c); err == nil {
+			return feedCursor{}, errFirstVersionCursor
+		}
+		return feedCursor{}, errBadFeedCursor
+	}
 	var pos feedCursor
-	if rest, ok := strings.CutPrefix(string(raw), feedCursorPrefix); ok {
-		x, q, _ := strings.Cut(rest, ":")
-		var errX, errQ error
-		pos.xid, errX = strconv.ParseInt(x, 10, 64)
-		pos.seq, errQ = strconv.ParseInt(q, 10, 64)
-		if errX != nil || errQ != nil || pos.xid <= 0 || pos.seq <= 0 {
-			return feedCursor{}, errBadFeedCursor
-		}
-	} else {
-		seq, err := decodeCursor(c)
-		if err != nil {
-			return feedCursor{}, errBadFeedCursor
-		}
-		err = s.pool.QueryRow(ctx, `SELECT xid::text::bigint FROM events WHERE seq = $1 AND xid IS NOT NULL`, seq).Scan(&pos.xid)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return feedCursor{}, invoice.Errorf(invoice.ErrCursorExpired, "the event this cursor points after has been purged")
-		}
-		if err != nil {
-			return feedCursor{}, classify(err)
-		}
-		pos.seq = seq
+	x, q, _ := strings.Cut(rest, ":")
+	var errX, errQ error
+	pos.xid, errX = strconv.ParseInt(x, 10, 64)
+	pos.seq, errQ = strconv.ParseInt(q, 10, 64)
+	if errX != nil || errQ != nil || pos.xid <= 0 || pos.seq <= 0 {
+		return feedCursor{}, errBadFeedCursor
 	}
 	return pos, nil
 }
+
+var errFirstVersionCursor = invoice.Errorf(invoice.ErrCursorExpired,
+	"this cursor is from the feed's first version, whose order this one does not keep: start again without a cursor")
 
 var errCursorPurged = invoice.Errorf(invoice.ErrCursorExpired,
 	"events after this cursor were purged (EVENTS_RETENTION): start again without a cursor, from the oldest event still in the feed")

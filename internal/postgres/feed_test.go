@@ -2,9 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	stdstrings "strings" // this package's tests have a helper named strings
 	"sync"
 	"testing"
@@ -393,6 +395,42 @@ func TestWaitingForARowLockTakesNoTransactionID(t *testing.T) {
 	holder.commit()
 	if xid := <-waited; xid <= holderXid {
 		t.Fatalf("the waiter got transaction id %d, not after the holder's %d", xid, holderXid)
+	}
+}
+
+// A cursor of the feed's first version is a sequence number: its follower has read the events
+// numbered up to it. Three changes that took their transaction ids in one order (A, B, C) and their
+// events' numbers in the other (C, B, A): the first version's follower, having read up to B's event,
+// has read C's and not A's. Continued from B's event in (xid, seq) order it would read C's again and
+// never A's, so such a cursor has expired.
+func TestFeedRefusesAFirstVersionCursor(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	for _, n := range []string{"INV-V1-A", "INV-V1-B", "INV-V1-C"} {
+		issued(t, s, n)
+	}
+	a := lockInvoice(t, db.Pool, "INV-V1-A")
+	b := lockInvoice(t, db.Pool, "INV-V1-B")
+	c := lockInvoice(t, db.Pool, "INV-V1-C")
+	c.publish(evtID(3), "INV-V1-C")
+	b.publish(evtID(2), "INV-V1-B")
+	a.publish(evtID(1), "INV-V1-A")
+	c.commit()
+	b.commit()
+	a.commit()
+	var seqB int64
+	if err := db.Pool.QueryRow(context.Background(), `SELECT seq FROM events WHERE id = $1`, evtID(2)).Scan(&seqB); err != nil {
+		t.Fatal(err)
+	}
+	firstVersion := base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(seqB, 10)))
+	evs, _, _, err := s.ListEvents(context.Background(), invoice.EventFilter{After: firstVersion, Limit: 10})
+	if !errors.Is(err, invoice.ErrCursorExpired) {
+		var ids []string
+		for _, e := range evs {
+			ids = append(ids, e.ID)
+		}
+		t.Fatalf("a first-version cursor after B's event: %v, error %v — want ErrCursorExpired (C's event is %s, A's %s)", ids, err, evtID(3), evtID(1))
 	}
 }
 
