@@ -107,6 +107,10 @@ func (n *Notification) Report() (invoice.PaymentReport, error) {
 	if r.InvoiceNumber == "" {
 		return r, fmt.Errorf("%w: order.invoice_number is missing", ErrMalformed)
 	}
+	if len(r.InvoiceNumber) > invoice.MaxInvoiceNumber {
+		return r, fmt.Errorf("%w: order.invoice_number is %d bytes long; no invoice of this service has more than %d",
+			ErrMalformed, len(r.InvoiceNumber), invoice.MaxInvoiceNumber)
+	}
 	if r.DokuStatus == "" {
 		return r, fmt.Errorf("%w: transaction.status is missing", ErrMalformed)
 	}
@@ -210,7 +214,9 @@ func (v Verifier) ReadNotification(h http.Header, body []byte) (*invoice.Notific
 	if err := v.Verify(h, body); err != nil {
 		return nil, nil, err
 	}
-	n := &invoice.Notification{RequestID: CleanText(h.Get(HeaderRequestID)), Body: body,
+	// The Request-Id keys the inbox; one longer than any DOKU documents is keyed by its digest (the
+	// header itself is kept in full with the others).
+	n := &invoice.Notification{RequestID: invoice.KeyText(CleanText(h.Get(HeaderRequestID))), Body: body,
 		Headers: make(map[string]string, len(headersKept))}
 	for _, k := range headersKept {
 		if val := h.Get(k); val != "" {

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,63 @@ func TestPaymentWithUnstorableIdentifiersIsRecorded(t *testing.T) {
 	}
 	if n := s.Count(`SELECT count(*) FROM notifications WHERE doku_request_id = 'bytes-1' AND body = $1`, body); n != 1 {
 		t.Fatal("the raw body is not kept exactly as received")
+	}
+}
+
+// overlong is n characters of letters and digits that do not compress (PostgreSQL compresses a long
+// index entry before it measures it), the same for the same seed.
+func overlong(seed uint32, n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		seed = seed*1664525 + 1013904223
+		b[i] = alphabet[(seed>>24)%uint32(len(alphabet))]
+	}
+	return string(b)
+}
+
+// Whatever a signed notification carries, it is kept and answered — never a 500 because an
+// identifier is longer than an index entry PostgreSQL takes (about 2.7 kB) — and its payment is
+// recorded once however often it comes. An invoice number longer than any of ours is no invoice of
+// ours: kept for a person. A Request-Id or a store transaction id of any length still keys the
+// notification and the payment.
+func TestOverlongIdentifiersFromDOKUAreKept(t *testing.T) {
+	t.Parallel()
+	s := apitest.New(t, apitest.Options{})
+
+	r := s.Notify(apitest.NotificationBody(overlong(1, 6000), "alfa", "8888000000000999", 150000, "T-LONG-1"), "req-long-number", nil)
+	if r.Status != http.StatusBadRequest || r.Problem(t).Code != "invalid_notification" {
+		t.Errorf("an invoice number of 6,000 characters: HTTP %d %s", r.Status, r.Body)
+	}
+	if n := s.Count(`SELECT count(*) FROM notifications WHERE doku_request_id = 'req-long-number' AND outcome = 'malformed'`); n != 1 {
+		t.Errorf("the notification with an overlong invoice number is kept %d times, want once, as unreadable", n)
+	}
+	if n := s.Count(`SELECT count(*) FROM attention_items WHERE reason = 'unreadable_notification'`); n != 1 {
+		t.Errorf("%d attention items for it, want one", n)
+	}
+
+	inv := create(t, s, apitest.NewInvoice("INV-LONG-IDS", "alfa"))
+	body := apitest.NotificationBody("INV-LONG-IDS", "alfa", inv.Code(t), 150000, overlong(2, 5000))
+	requestID := overlong(3, 5000)
+	for i, want := range []string{"applied", "duplicate"} {
+		if r := s.Notify(body, requestID, nil); r.Status != http.StatusOK || r.Ack(t).Outcome != want {
+			t.Errorf("delivery %d of a payment with a 5,000-character Request-Id and store transaction id: HTTP %d %s, want %s", i+1, r.Status, r.Body, want)
+		}
+	}
+	// Redelivered under another Request-Id (the same payment): still one payment.
+	if r := s.Notify(body, "req-long-ids-again", nil); r.Status != http.StatusOK || r.Ack(t).Outcome != "duplicate" {
+		t.Errorf("the same payment under another Request-Id: HTTP %d %s", r.Status, r.Body)
+	}
+	if got := get(t, s, "INV-LONG-IDS"); got.Status != "paid" || s.Count(`SELECT count(*) FROM payments`) != 1 {
+		t.Errorf("status %s, %d payments: want paid, one", got.Status, s.Count(`SELECT count(*) FROM payments`))
+	}
+
+	// A report that disagrees, with overlong fields of its own: acknowledged, kept for a person.
+	other := create(t, s, apitest.NewInvoice("INV-LONG-MISMATCH", "alfa"))
+	if r := s.Notify(apitest.NotificationBody("INV-LONG-MISMATCH", "alfa", other.Code(t), 140000, overlong(4, 5000)), overlong(5, 5000), nil); r.Status != http.StatusOK || r.Ack(t).Outcome != "amount_mismatch" {
+		t.Errorf("a mismatch with overlong identifiers: HTTP %d %s", r.Status, r.Body)
+	}
+	if n := s.Count(`SELECT count(*) FROM attention_items WHERE reason = 'amount_mismatch'`); n != 1 {
+		t.Errorf("%d amount_mismatch items, want one", n)
 	}
 }

@@ -42,3 +42,19 @@ func (n *Notification) BodyDigest() []byte {
 func (n *Notification) EvidenceKey() string {
 	return "notification:" + n.RequestID + ":" + hex.EncodeToString(n.BodyDigest()[:12])
 }
+
+// maxKeyText is how much of another party's text goes into a key or an indexed column as it is.
+// PostgreSQL refuses a B-tree entry over about 2.7 kB (the write fails, and with it the request); no
+// identifier DOKU documents comes near this (a Request-Id is at most 128 characters).
+const maxKeyText = 256
+
+// KeyText is s as it goes into a key: s itself when it is at most maxKeyText bytes, else a digest of
+// it — the same s always gives the same key, and two different ones (as good as) never one. The text
+// itself is kept in full where nothing indexes it: the notification's body and headers, evidence.
+func KeyText(s string) string {
+	if len(s) <= maxKeyText {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

@@ -56,7 +56,7 @@ func (r PaymentReport) identity() string {
 	case r.Anonymous:
 		return ""
 	case trx != "":
-		return "trx:" + trx
+		return "trx:" + KeyText(trx)
 	case !r.PaidAt.IsZero():
 		return fmt.Sprintf("at:%s|%d", r.PaidAt.UTC().Format(time.RFC3339Nano), r.Amount)
 	}
@@ -133,6 +133,7 @@ func (inv *Invoice) flagReport(o Outcome, r PaymentReport) {
 	if seen == "" {
 		seen = fmt.Sprintf("check:%s|%s|%s|%s|%s", r.InvoiceNumber, r.Channel, r.PaymentCode, r.AmountText, r.DokuStatus)
 	}
+	seen = KeyText(seen)
 	inv.Flag(Attention{Key: string(o.reason()) + ":" + inv.Number + ":" + seen, Reason: o.reason(), Source: r.Source,
 		Evidence: reportEvidence(inv, r)})
 }
