@@ -79,6 +79,9 @@ func TestDeliveryPolicy(t *testing.T) {
 	if st, _ := p.Next(job, AttemptAcknowledged, queued); st != DeliveryDelivered {
 		t.Errorf("2xx: %s", st)
 	}
+	if st, _ := p.Next(job, AttemptUndeliverable, queued); st != DeliveryDead {
+		t.Errorf("an undeliverable attempt leaves the delivery %s, want dead at once", st)
+	}
 	if st, at := p.Next(job, AttemptGone, queued); st != DeliveryPending || !at.Equal(queued) {
 		t.Errorf("410: %s at %v (it waits, pending, for the endpoint to be enabled)", st, at)
 	}

@@ -180,6 +180,9 @@ const (
 	AttemptAcknowledged AttemptResult = iota // 2xx
 	AttemptFailed                            // anything else: try again later
 	AttemptGone                              // 410: the receiver asks us to stop
+	// AttemptUndeliverable: nothing was sent, because the event has no payload any more (the purge
+	// thinned it under a delivery queued at that moment); no later attempt can do better.
+	AttemptUndeliverable
 )
 
 // Next is what follows an attempt of job that had result, at now: the delivery's new state and,
@@ -191,6 +194,8 @@ func (p DeliveryPolicy) Next(job Job, result AttemptResult, now time.Time) (Deli
 	case AttemptGone:
 		// The endpoint is disabled; the delivery waits, pending, until it is enabled again.
 		return DeliveryPending, now
+	case AttemptUndeliverable:
+		return DeliveryDead, time.Time{}
 	}
 	next := now.Add(p.backoff(job.Attempts + 1))
 	if next.After(job.QueuedAt.Add(p.RetryPeriod)) {

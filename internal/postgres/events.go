@@ -332,10 +332,16 @@ func (s *Store) InvoiceEvents(ctx context.Context, number, after string) ([]*inv
 // Redeliver queues event id again for endpoint (every active endpoint when ""), as a new delivery
 // whose retry period starts now.
 func (s *Store) Redeliver(ctx context.Context, id, endpoint string) (*invoice.Published, error) {
+	// The event is locked (FOR SHARE) before a delivery refers to it: a purge thinning or deleting
+	// it at this moment holds its row, so the redelivery waits for the purge to commit and then finds
+	// it gone from the feed (data IS NULL is checked again on the row as it then is). Without the
+	// lock the foreign-key check's KEY SHARE lock did not wait for the thinning, and a delivery of an
+	// event without a payload was queued.
 	tag, err := s.pool.Exec(ctx, `
+		WITH e AS (SELECT seq, invoice_number FROM events WHERE id = @id AND data IS NOT NULL FOR SHARE)
 		INSERT INTO webhook_deliveries (event_seq, endpoint, invoice_number)
-		SELECT e.seq, ep.name, e.invoice_number FROM events e CROSS JOIN webhook_endpoints ep
-		WHERE e.id = @id AND e.data IS NOT NULL AND ep.active AND (@endpoint = '' OR ep.name = @endpoint)
+		SELECT e.seq, ep.name, e.invoice_number FROM e CROSS JOIN webhook_endpoints ep
+		WHERE ep.active AND (@endpoint = '' OR ep.name = @endpoint)
 		ON CONFLICT (event_seq, endpoint) DO UPDATE
 			SET state = 'pending', next_attempt_at = now(), created_at = now(), finished_at = NULL`,
 		pgx.NamedArgs{"id": id, "endpoint": endpoint})

@@ -495,6 +495,100 @@ func TestFeedWithoutACursorStartsAfterThePurge(t *testing.T) {
 	}
 }
 
+// A redelivery asked for while the purge is removing its event must not queue the event the purge
+// leaves behind (a thinned one has no payload: the deliverer would have signed and sent "data":
+// null). The purge's statement is held open at its mark, after it thinned the event and before it
+// commits; the redelivery waits for it, then finds the event gone from the feed.
+func TestARedeliveryDuringThePurgeQueuesNothingPurged(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+	issued(t, s, "INV-RP-1")
+	var id string
+	if err := db.Pool.QueryRow(ctx, `SELECT id FROM events WHERE id IS NOT NULL AND history IS NOT NULL ORDER BY seq LIMIT 1`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`INSERT INTO webhook_endpoints (name, url) VALUES ('orders', 'https://orders.example/hook')`,
+		`INSERT INTO purge_marks (name, xid, seq) VALUES ('events', '1', 1)`,
+	} {
+		if _, err := db.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(ctx)
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM purge_marks WHERE name = 'events' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	purged := make(chan error, 1)
+	go func() {
+		_, _, err := s.PurgeEvents(ctx, invoice.FeedKey{}, time.Now().Add(time.Hour), 100)
+		purged <- err
+	}()
+	waitForLockWait(t, db.Pool, "UPDATE events e SET data = NULL")
+	redelivered := make(chan error, 1)
+	go func() {
+		_, err := s.Redeliver(ctx, id, "")
+		redelivered <- err
+	}()
+	var rerr error
+	answered := false
+	select {
+	case rerr = <-redelivered:
+		// The redelivery did not wait for the purge: whatever it queued, the purge thins under it.
+		answered = true
+		t.Logf("the redelivery answered before the purge committed: %v", rerr)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := hold.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-purged; err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	var queued int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries d JOIN events e ON e.seq = d.event_seq
+		WHERE e.history IS NOT NULL AND e.data IS NULL`).Scan(&queued); err != nil {
+		t.Fatal(err)
+	}
+	if queued != 0 {
+		t.Errorf("%d deliveries queued for an event the purge thinned", queued)
+	}
+	if !answered {
+		select {
+		case rerr = <-redelivered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the redelivery never answered")
+		}
+	}
+	if !errors.Is(rerr, invoice.ErrNotFound) {
+		t.Errorf("the redelivery of the purged event answered %v, want not found", rerr)
+	}
+}
+
+// waitForLockWait waits until a statement containing match waits for a lock.
+func waitForLockWait(t *testing.T, pool *pgxpool.Pool, match string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0`, match).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no statement containing %q waited for a lock", match)
+		}
+	}
+}
+
 // raceTracer runs hook once, just before the first statement (or batch holding one) whose text
 // contains match is sent.
 type raceTracer struct {

@@ -231,6 +231,10 @@ func (d *Deliverer) deliver(ctx context.Context, ep invoice.Endpoint, job invoic
 	case "gone":
 		log.Error().Msg("webhook endpoint answered 410 Gone: disabled until enabled again (POST /v1/webhook-endpoints/{name}/enable)")
 	case "dead":
+		if result == invoice.AttemptUndeliverable {
+			log.Error().Str("error", a.Error).Msg("webhook not sent: its event was purged before it could be; dead")
+			break
+		}
 		log.Error().Str("error", a.Error).Msg("webhook not acknowledged within the retry period: dead (POST /v1/events/{id}/redeliver to try again)")
 	default:
 		log.Warn().Str("error", a.Error).Msg("webhook not acknowledged; will retry")
@@ -253,6 +257,10 @@ func outcomeOf(result invoice.AttemptResult, state invoice.DeliveryState) string
 func (d *Deliverer) post(ctx context.Context, ep invoice.Endpoint, job invoice.Job) (invoice.Attempt, invoice.AttemptResult) {
 	start := time.Now()
 	a := invoice.Attempt{At: start.UTC()}
+	if len(job.Event.Data) == 0 {
+		a.Error = "the event was purged (EVENTS_RETENTION) before it could be sent; nothing was sent"
+		return a, invoice.AttemptUndeliverable
+	}
 	body, err := Body(job.Event)
 	if err != nil {
 		a.Error = err.Error()
