@@ -277,6 +277,7 @@ func OpenDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, db.DBStartupTimeout)
 	defer cancel()
+	var last error
 	for {
 		err = pool.Ping(waitCtx)
 		if err == nil {
@@ -287,10 +288,14 @@ func OpenDatabase(ctx context.Context, db config.Database, log zerolog.Logger) (
 			return nil, fmt.Errorf("database: %s", why)
 		}
 		log.Warn().Err(err).Msg("database not answering yet")
+		// An attempt the deadline cut short knows only that; the one before it may know why.
+		if last == nil || waitCtx.Err() == nil {
+			last = err
+		}
 		select {
 		case <-waitCtx.Done():
 			pool.Close()
-			return nil, fmt.Errorf("database did not answer within DB_STARTUP_TIMEOUT (%s): %w", db.DBStartupTimeout, err)
+			return nil, fmt.Errorf("database did not answer within DB_STARTUP_TIMEOUT (%s): %w", db.DBStartupTimeout, last)
 		case <-time.After(time.Second):
 		}
 	}
