@@ -175,13 +175,14 @@ func outcomeOf(status int, err error) string {
 // success: it carries the code issued the first time.
 func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, requestID string, body []byte) (is invoice.Issued, err error) {
 	k := call{endpoint: "generate_" + string(ch), requestID: requestID, start: time.Now()}
-	var number struct {
+	var asked struct {
 		Order struct {
 			InvoiceNumber string `json:"invoice_number"`
+			Amount        int64  `json:"amount"`
 		} `json:"order"`
 	}
-	_ = json.Unmarshal(body, &number) // for the log line only
-	k.invoiceNumber = number.Order.InvoiceNumber
+	_ = json.Unmarshal(body, &asked) // our own body (GenerateBody): for the log line and the answer's check
+	k.invoiceNumber = asked.Order.InvoiceNumber
 	status := 0
 	defer func() { c.done(ctx, k, status, outcomeOf(status, err), err) }()
 
@@ -190,14 +191,14 @@ func (c *Client) GeneratePaymentCode(ctx context.Context, ch invoice.Channel, re
 		return invoice.Issued{}, err
 	}
 	if status == http.StatusOK || status == http.StatusConflict {
-		issued, perr := parseGenerateResponse(respBody)
+		issued, perr := parseGenerateResponse(respBody, asked.Order.InvoiceNumber, asked.Order.Amount)
 		if perr == nil {
 			return issued, nil
 		}
-		if status == http.StatusOK {
-			// A 200 we cannot read may still have issued a code: retrying the same Request-Id
-			// gets it back, so this is "unknown", not a rejection.
-			return invoice.Issued{}, fmt.Errorf("%w: unreadable success response: %v", ErrUnavailable, perr)
+		if status == http.StatusOK || errors.Is(perr, errNotOurCode) {
+			// A 200 we cannot read (or one for another order) may still have issued our code:
+			// retrying the same Request-Id gets it back, so this is "unknown", not a rejection.
+			return invoice.Issued{}, fmt.Errorf("%w: unusable success response: %s", ErrUnavailable, CleanText(perr.Error()))
 		}
 	}
 	ae := apiError(status, respBody)

@@ -87,8 +87,12 @@ func FuzzDokuResponses(f *testing.F) {
 	f.Add([]byte(`{"order":{"invoice_number":"A"},"transaction":{"status":"PENDING"},"online_to_offline_info":{"reusable_status":true}}`))
 	f.Add([]byte(`<html>502</html>`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if is, err := parseGenerateResponse(body); err == nil && is.PaymentCode == "" {
-			t.Fatal("generate response accepted without a payment code")
+		if is, err := parseGenerateResponse(body, "INV-1", 150000); err == nil &&
+			(is.PaymentCode == "" || CleanText(is.PaymentCode) != is.PaymentCode || CleanText(is.HowToPayAPI) != is.HowToPayAPI) {
+			t.Fatalf("generate response accepted with a payment code %q, how_to_pay_api %q", is.PaymentCode, is.HowToPayAPI)
+		}
+		if e := apiError(400, body); CleanText(e.Message) != e.Message || CleanText(e.Code) != e.Code {
+			t.Fatalf("an error's message %q or code %q is not text PostgreSQL stores", e.Message, e.Code)
 		}
 		if r, err := parseStatusResponse(body); err == nil {
 			switch r.DokuStatus {

@@ -342,7 +342,7 @@ func TestParseNotificationLenientAndStrict(t *testing.T) {
 }
 
 func TestParseGenerateResponse(t *testing.T) {
-	is, err := parseGenerateResponse([]byte(`{"order":{"invoice_number":"INV-1","amount":150000},"online_to_offline_info":{"payment_code":"0012345","how_to_pay_page":"https://p","how_to_pay_api":"https://a","created_date":"20240101080000","expired_date":"20240101090000","extra":true}}`))
+	is, err := parseGenerateResponse([]byte(`{"order":{"invoice_number":"INV-1","amount":150000},"online_to_offline_info":{"payment_code":"0012345","how_to_pay_page":"https://p","how_to_pay_api":"https://a","created_date":"20240101080000","expired_date":"20240101090000","extra":true}}`), "INV-1", 150000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,8 +352,19 @@ func TestParseGenerateResponse(t *testing.T) {
 	if got := is.ExpiresAt.Format(TimestampLayout); got != "2024-01-01T02:00:00Z" {
 		t.Fatalf("expired_date 09:00 WIB = %s, want 02:00 UTC", got)
 	}
-	if _, err := parseGenerateResponse([]byte(`{"online_to_offline_info":{}}`)); err == nil {
+	if _, err := parseGenerateResponse([]byte(`{"online_to_offline_info":{}}`), "INV-1", 150000); err == nil {
 		t.Fatal("response without payment code accepted")
+	}
+	// An answer for another order or amount, or a code no one can read out, is not this invoice's.
+	for _, body := range []string{
+		`{"order":{"invoice_number":"INV-2","amount":150000},"online_to_offline_info":{"payment_code":"0012345"}}`,
+		`{"order":{"invoice_number":"INV-1","amount":"10000.00"},"online_to_offline_info":{"payment_code":"0012345"}}`,
+		`{"online_to_offline_info":{"payment_code":"0012\u00003"}}`,
+		`{"online_to_offline_info":{"payment_code":"0012\n345"}}`,
+	} {
+		if _, err := parseGenerateResponse([]byte(body), "INV-1", 150000); !errors.Is(err, errNotOurCode) {
+			t.Errorf("%s: %v, want errNotOurCode", body, err)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/merchant/o2o/internal/invoice"
@@ -114,7 +115,16 @@ type GenerateResponse struct {
 	} `json:"online_to_offline_info"`
 }
 
-func parseGenerateResponse(body []byte) (invoice.Issued, error) {
+// errNotOurCode is a generate answer that reads, but whose code cannot be the asked invoice's: one
+// for another order or amount, or a "code" no customer can read out. Shown to a customer, the money
+// would arrive for the wrong invoice, or not at all; the outcome of the request stays unknown.
+var errNotOurCode = errors.New("not a code for this invoice")
+
+// maxPaymentCode bounds a code we show a customer; DOKU's are 16 digits or so.
+const maxPaymentCode = 64
+
+// parseGenerateResponse reads DOKU's generate answer to the request for invoice number and amount.
+func parseGenerateResponse(body []byte, number string, amount int64) (invoice.Issued, error) {
 	var r GenerateResponse
 	if err := strictjson.DecodeForeign(body, &r); err != nil {
 		return invoice.Issued{}, fmt.Errorf("decode generate response: %w", err)
@@ -123,10 +133,19 @@ func parseGenerateResponse(body []byte) (invoice.Issued, error) {
 	if code == "" {
 		return invoice.Issued{}, errors.New("generate response has no payment_code")
 	}
+	if len(code) > maxPaymentCode || CleanText(code) != code || strings.ContainsFunc(code, unicode.IsControl) {
+		return invoice.Issued{}, fmt.Errorf("%w: generate response's payment_code %q is not one a customer can read out", errNotOurCode, code)
+	}
+	if n := r.Order.InvoiceNumber; n != "" && n != number {
+		return invoice.Issued{}, fmt.Errorf("%w: generate response is for invoice %q, not %q", errNotOurCode, n, number)
+	}
+	if a, err := parseAmount(string(r.Order.Amount)); err == nil && a != amount {
+		return invoice.Issued{}, fmt.Errorf("%w: generate response is for amount %d, not %d", errNotOurCode, a, amount)
+	}
 	is := invoice.Issued{
 		PaymentCode:  code,
-		HowToPayPage: r.O2OInfo.HowToPayPage,
-		HowToPayAPI:  r.O2OInfo.HowToPayAPI,
+		HowToPayPage: CleanText(r.O2OInfo.HowToPayPage),
+		HowToPayAPI:  CleanText(r.O2OInfo.HowToPayAPI),
 	}
 	// A missing or odd expired_date is not worth losing an issued code over: the caller falls back
 	// to the expiry it asked for.
@@ -218,10 +237,11 @@ func apiError(status int, body []byte) *APIError {
 	e := &APIError{StatusCode: status}
 	var eb errorBody
 	if strictjson.DecodeForeign(body, &eb) == nil {
-		e.Code = eb.Error.Code
-		e.Message = eb.Error.Message
+		// DOKU's words are stored (the invoice's failure, its history): as text PostgreSQL takes.
+		e.Code = CleanText(eb.Error.Code)
+		e.Message = CleanText(eb.Error.Message)
 		if e.Message == "" {
-			e.Message = eb.Message
+			e.Message = CleanText(eb.Message)
 		}
 	}
 	if e.Message == "" {
@@ -230,7 +250,7 @@ func apiError(status int, body []byte) *APIError {
 			if len(snippet) > 200 {
 				snippet = strings.ToValidUTF8(snippet[:200], "")
 			}
-			e.Message += ": " + snippet
+			e.Message += ": " + CleanText(snippet)
 		}
 	}
 	return e

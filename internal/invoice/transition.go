@@ -110,6 +110,18 @@ func (inv *Invoice) ApplyPayment(r PaymentReport, now time.Time) Outcome {
 	return OutcomeApplied
 }
 
+// aboutAnother is the mismatch outcome of a report that names another invoice, or another code than
+// this invoice's, or "" when it names this one (or neither).
+func (inv *Invoice) aboutAnother(r PaymentReport) Outcome {
+	switch {
+	case r.InvoiceNumber != "" && r.InvoiceNumber != inv.Number:
+		return OutcomeInvoiceMismatch
+	case r.PaymentCode != "" && inv.PaymentCode != "" && r.PaymentCode != inv.PaymentCode:
+		return OutcomeCodeMismatch
+	}
+	return ""
+}
+
 // disagreement is the mismatch outcome of a report that does not describe this invoice's payment,
 // or "" when it does.
 func (inv *Invoice) disagreement(r PaymentReport) Outcome {
@@ -355,6 +367,12 @@ func (inv *Invoice) ApplyCheck(r PaymentReport, now time.Time, grace time.Durati
 	case DokuSuccess:
 		return inv.ApplyPayment(r, now)
 	case DokuExpired:
+		if o := inv.aboutAnother(r); o != "" {
+			// An answer about another invoice or code says nothing of this one's: flagged, as a
+			// SUCCESS for another would be; this code may still be paid.
+			inv.flagReport(o, r)
+			return o
+		}
 		switch {
 		case inv.Status == StatusPending:
 			inv.moveTo(StatusExpired, r.Source, map[string]any{"reason": "DOKU reports the code expired"})

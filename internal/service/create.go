@@ -118,6 +118,12 @@ func (s *Service) issue(ctx context.Context, inv *invoice.Invoice, source invoic
 		_, _ = s.update(ctx, inv.Number, func(cur *invoice.Invoice) error {
 			cur.Record(call)
 			cur.ReleaseIssue(inv.IssueAttempts, s.now().Add(retryIn))
+			if source != invoice.SourceResumer && inv.IssueAttempts >= s.cfg.Issue.MaxAttempts {
+				// A client's (or a sync's) retries spent the attempts the resumer would have made:
+				// it will not claim the invoice again, so it is a person's now, as when the resumer
+				// gives up (Resume flags its own last attempt).
+				flagStuck(cur, source, gwErr)
+			}
 			return nil
 		})
 		return inv, gwErr

@@ -36,14 +36,20 @@ func (s *Service) Resume(ctx context.Context, inv *invoice.Invoice) (Resumed, *i
 		return ResumeFailed, out, err
 	}
 	if _, ferr := s.update(ctx, inv.Number, func(cur *invoice.Invoice) error {
-		if cur.Status == invoice.StatusCreating {
-			cur.Flag(invoice.Attention{Key: string(invoice.ReasonStuckCreating) + ":" + cur.Number, Reason: invoice.ReasonStuckCreating,
-				Source: invoice.SourceResumer, Evidence: map[string]any{"attempts": cur.IssueAttempts,
-					"doku_request_id": cur.DokuRequestID, "last_error": err.Error()}})
-		}
+		flagStuck(cur, invoice.SourceResumer, err)
 		return nil
 	}); ferr != nil {
 		err = errors.Join(err, ferr)
 	}
 	return ResumeGaveUp, out, err
+}
+
+// flagStuck hands a creating invoice whose attempts are spent to a person: DOKU may or may not have
+// issued its code, and nobody will ask again by themselves.
+func flagStuck(cur *invoice.Invoice, source invoice.Source, last error) {
+	if cur.Status == invoice.StatusCreating {
+		cur.Flag(invoice.Attention{Key: string(invoice.ReasonStuckCreating) + ":" + cur.Number, Reason: invoice.ReasonStuckCreating,
+			Source: source, Evidence: map[string]any{"attempts": cur.IssueAttempts,
+				"doku_request_id": cur.DokuRequestID, "last_error": last.Error()}})
+	}
 }
