@@ -266,7 +266,11 @@ func (d *Deliverer) post(ctx context.Context, ep invoice.Endpoint, job invoice.J
 		a.Error = err.Error()
 		return a, invoice.AttemptFailed
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	// Detached from the worker's cancellation, bounded by EVENTS_TIMEOUT: a POST under way when the
+	// process is asked to stop finishes and is recorded as what it was — cut short, the receiver may
+	// have the event while we record a failure (a duplicate later, or a dead delivery on the retry
+	// period's last attempt). App.Run waits for the workers until SHUTDOWN_TIMEOUT.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {

@@ -366,3 +366,35 @@ func TestADeliveryOfAPurgedEventIsNotSent(t *testing.T) {
 		t.Errorf("the delivery is not dead with the reason (%d)", n)
 	}
 }
+
+// SIGTERM stops the workers first (App.Run cancels their context), but a webhook POST already in
+// flight finishes within EVENTS_TIMEOUT and is recorded as what it was: cut short, the receiver
+// had the event and acknowledged it, while we recorded a failure — a duplicate later, or a dead
+// delivery when it was the last attempt of the retry period.
+func TestShutdownLetsAWebhookInFlightFinish(t *testing.T) {
+	t.Parallel()
+	rc := apitest.NewReceiver(t)
+	arrived := make(chan struct{}, 10)
+	rc.Answer(func(*http.Request) int {
+		arrived <- struct{}{}
+		time.Sleep(500 * time.Millisecond)
+		return http.StatusNoContent
+	})
+	s := apitest.New(t, apitest.Options{Config: configs(fastDelivery(5*time.Second, 300*time.Millisecond), apitest.Endpoint("shop", rc))})
+	s.Create(apitest.NewInvoice("INV-SHUTDOWN-POST", "alfa"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = s.App.Deliverer.RunOnce(ctx, s.App.Deliverer.Endpoints[0]) }()
+	<-arrived
+	time.Sleep(250 * time.Millisecond) // the retry period is nearly over: this is its last attempt
+	cancel()
+	<-done
+	var state, errText string
+	if err := s.DB.Pool.QueryRow(context.Background(), `SELECT d.state, coalesce(a.error, '') FROM webhook_deliveries d
+		JOIN webhook_attempts a USING (event_seq, endpoint)`).Scan(&state, &errText); err != nil {
+		t.Fatal(err)
+	}
+	if state != "delivered" {
+		t.Errorf("a webhook POST in flight at shutdown was recorded %s (%q), want delivered", state, errText)
+	}
+}
