@@ -480,13 +480,18 @@ func (s *Store) RevokeStreamTokens(ctx context.Context, number string) (int, err
 // WatchInvoice records that a status stream follows invoice number for d from now (the database's
 // clock), so that its changes are notified to every replica until then; a longer watch already
 // there is kept. Watches that ended are cleared on the way: the table holds about as many rows as
-// there are open streams.
+// there are open streams. The clearing comes after the watch and skips rows another open holds, so
+// an open waits only in its first statement, holding nothing: two streams opened together used to
+// lock their own row and then each other's, and deadlock.
 func (s *Store) WatchInvoice(ctx context.Context, number string, d time.Duration) error {
-	_, err := s.pool.Exec(ctx, `
-		WITH gc AS (DELETE FROM stream_watches WHERE until < now() AND invoice_number <> @number)
+	b := &pgx.Batch{}
+	b.Queue(`
 		INSERT INTO stream_watches (invoice_number, until)
 		SELECT invoice_number, now() + @for * interval '1 microsecond' FROM invoices WHERE invoice_number = @number
 		ON CONFLICT (invoice_number) DO UPDATE SET until = greatest(stream_watches.until, excluded.until)`,
 		pgx.NamedArgs{"number": number, "for": d.Microseconds()})
-	return classify(err)
+	b.Queue(`
+		DELETE FROM stream_watches WHERE invoice_number IN (
+			SELECT invoice_number FROM stream_watches WHERE until < now() FOR UPDATE SKIP LOCKED)`)
+	return classify(s.pool.SendBatch(ctx, b).Close())
 }

@@ -92,3 +92,49 @@ func TestOnlyWatchedInvoicesAreNotified(t *testing.T) {
 		t.Fatalf("OnPublished saw %q, want %q (issue and payment of each)", published, want)
 	}
 }
+
+// Streams of two invoices whose earlier watches have run out, opened at the same moment (reconnects
+// at the end of STREAM_MAX_DURATION): each open records its own watch and clears the ended ones. In
+// one statement, each locked its own row and then the other's, in opposite orders: PostgreSQL found
+// the deadlock after a second and failed one open (a 503) — about one pair in ten.
+func TestStreamsOpenedTogetherNeverDeadlock(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	s := postgres.NewStore(db.Pool)
+	ctx := context.Background()
+	numbers := []string{"INV-WATCH-A", "INV-WATCH-B"}
+	for _, n := range numbers {
+		issued(t, s, n)
+	}
+	failures := map[string]int{}
+	for i := 0; i < 60; i++ {
+		for _, n := range numbers {
+			if err := s.WatchInvoice(ctx, n, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Pool.Exec(ctx, `UPDATE stream_watches SET until = now() - interval '1 second'`); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		start := make(chan struct{})
+		for _, n := range numbers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if err := s.WatchInvoice(ctx, n, time.Minute); err != nil {
+					mu.Lock()
+					failures[err.Error()]++
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	for e, n := range failures {
+		t.Errorf("%d of 120 stream opens failed: %s", n, e)
+	}
+}
