@@ -1,6 +1,8 @@
 package httpapi_test
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -180,5 +182,64 @@ func TestStreamLimitsHeartbeatsAndShutdown(t *testing.T) {
 	s.App.EndStreams()
 	if !st.Ended(2 * time.Second) {
 		t.Error("the stream did not end when the replica began to shut down")
+	}
+}
+
+// A notification whose body cannot be read but names one of our invoices raises an attention item,
+// published as an event of that invoice. It must be written under the invoice's row lock like every
+// other change of it: a stream follows an invoice's events by sequence number, and an event numbered
+// before one the stream has sent, but committed after it, was never sent — not by the open stream,
+// not after a reconnect. The notification is held between its event and its commit (a row with its
+// inbox key, uncommitted) while the invoice is cancelled.
+func TestAStreamSeesAnAttentionEventOfAnUnreadableNotification(t *testing.T) {
+	t.Parallel()
+	s := apitest.New(t, apitest.Options{Config: func(c *config.Config) { c.StreamHeartbeat = 100 * time.Millisecond }})
+	s.Listen()
+	s.Create(apitest.NewInvoice("INV-UNREAD-STREAM", "alfa"))
+	st := apitest.OpenStream(t, s.URL+"/v1/invoices/INV-UNREAD-STREAM/stream", http.Header{"Authorization": {"Bearer " + apitest.APIKey}})
+	next(t, st, "invoice.snapshot", 5*time.Second)
+
+	body := []byte(`{"order":{"invoice_number":"INV-UNREAD-STREAM","amount":"oops"}}`)
+	sum := sha256.Sum256(body)
+	ctx := context.Background()
+	blocker, err := s.DB.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = blocker.Rollback(context.Background()) })
+	if _, err := blocker.Exec(ctx, `INSERT INTO notifications (doku_request_id, invoice_number, headers, body, body_sha256, outcome)
+		VALUES ('req-unread-stream', '', '{}', $1, $2, 'malformed')`, body, sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	notified := make(chan apitest.Response, 1)
+	go func() { notified <- s.Notify(body, "req-unread-stream", nil) }()
+	for deadline := time.Now().Add(10 * time.Second); s.Count(`SELECT count(*) FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%INSERT INTO notifications%'`) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the notification never waited at its inbox row")
+		}
+	}
+	cancelled := make(chan apitest.Response, 1)
+	go func() {
+		cancelled <- s.POST("/v1/invoices/INV-UNREAD-STREAM/cancel", []byte(`{"reason":"out of stock"}`))
+	}()
+	time.Sleep(300 * time.Millisecond) // the cancel commits now, unless it waits for the invoice's lock
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-notified; r.Status != http.StatusBadRequest {
+		t.Errorf("the unreadable notification: HTTP %d %s", r.Status, r.Body)
+	}
+	if r := <-cancelled; r.Status != http.StatusOK {
+		t.Fatalf("cancel: HTTP %d %s", r.Status, r.Body)
+	}
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(3 * time.Second); len(seen) < 2 && time.Now().Before(deadline); {
+		if ev, ok := st.Next(time.Until(deadline)); ok && ev.Event != "heartbeat" && ev.Event != "" {
+			seen[ev.Event] = true
+		}
+	}
+	if !seen["attention.raised"] || !seen["invoice.cancelled"] {
+		t.Errorf("the stream sent %v: want the attention.raised event and the cancellation", seen)
 	}
 }

@@ -23,11 +23,11 @@ import (
 // both find no row: the upsert counts the second, and the attention item's key raises it once.
 func (s *Store) RecordNotification(ctx context.Context, n *invoice.Notification, apply func(*invoice.Invoice) invoice.Outcome) (invoice.Outcome, *invoice.Invoice, bool, error) {
 	rec := &inboxEntry{n: n, apply: apply, outcome: invoice.OutcomeMalformed}
-	number := n.InvoiceNumber
-	if apply == nil {
-		number = "" // nothing to lock: the body could not be read
-	}
-	err := s.lockedTx(ctx, number, rec.read(), func(l *locked) ([]stmt, error) { return s.process(rec, l), nil })
+	// An unreadable body's number is the one it seems to name (nothing is decided on it), but the
+	// attention item it raises is published as an event of that invoice, so it is written under the
+	// invoice's row lock like every other change of it: a stream follows an invoice's events by
+	// sequence number, and one numbered before an event it has sent but committed after it was lost.
+	err := s.lockedTx(ctx, n.InvoiceNumber, rec.read(), func(l *locked) ([]stmt, error) { return s.process(rec, l), nil })
 	if err != nil {
 		return "", nil, false, err
 	}
@@ -98,10 +98,14 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 	var then []stmt
 	switch {
 	case e.apply == nil:
-		then = append(then, e.flag("unreadable:", invoice.ReasonUnreadableNotification, map[string]any{"error": n.InvalidReason}, s.now().UTC()))
+		var inv *invoice.Invoice
+		if l != nil {
+			inv = l.Invoice
+		}
+		then = append(then, e.flag(inv, "unreadable:", invoice.ReasonUnreadableNotification, map[string]any{"error": n.InvalidReason}, s.now().UTC()))
 	case l == nil:
 		e.outcome = invoice.OutcomeUnknownInvoice
-		then = append(then, e.flag("unknown:", invoice.ReasonUnknownInvoice, map[string]any{}, s.now().UTC()))
+		then = append(then, e.flag(nil, "unknown:", invoice.ReasonUnknownInvoice, map[string]any{}, s.now().UTC()))
 	default:
 		e.outcome = e.apply(l.Invoice)
 		e.inv = l.Invoice
@@ -116,11 +120,12 @@ func (s *Store) process(e *inboxEntry, l *locked) []stmt {
 	return append(then, e.write())
 }
 
-// flag raises an attention item about a notification that has no invoice to go with; its key makes a
+// flag raises an attention item about a notification that no invoice's change goes with — about inv
+// when its body names one of ours (locked by the caller), else about none; its key makes a
 // redelivery of the same notification raise nothing new.
-func (e *inboxEntry) flag(keyPrefix string, reason invoice.Reason, evidence map[string]any, now time.Time) stmt {
+func (e *inboxEntry) flag(inv *invoice.Invoice, keyPrefix string, reason invoice.Reason, evidence map[string]any, now time.Time) stmt {
 	evidence["notification_id"], evidence["doku_request_id"] = e.id, e.n.RequestID
-	return insertAttention(nil, []invoice.Attention{{Key: keyPrefix + e.n.EvidenceKey(), Reason: reason,
+	return insertAttention(inv, []invoice.Attention{{Key: keyPrefix + e.n.EvidenceKey(), Reason: reason,
 		InvoiceNumber: e.n.InvoiceNumber, Source: invoice.SourceWebhook, Evidence: evidence}}, now)
 }
 
