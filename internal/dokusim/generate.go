@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -103,6 +104,11 @@ func (s *Simulator) generate(ch invoice.Channel) http.HandlerFunc {
 			dokuError(w, http.StatusUnauthorized, "invalid_signature", err.Error())
 			return
 		}
+		// DOKU's sample request sends Content-Type: application/json, and its body is documented as that.
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			dokuError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/json")
+			return
+		}
 		if fault, ok := s.takeFault(r.Context()); ok {
 			fault(w)
 			return
@@ -142,13 +148,23 @@ func (s *Simulator) register(ch invoice.Channel, requestID string, body []byte, 
 		}
 		return answer{status: http.StatusConflict, body: g.Response} // the original response, with 409
 	}
+	// A refusal is DOKU's answer to this Request-Id too: the same request again gets it back with 409,
+	// and another body under it is refused (DOKU documents "the original response with HTTP 409"
+	// without limiting it to successes).
+	refuse := func(a answer) answer {
+		s.state.Generation[requestID] = &generation{BodyHash: hash, Response: a.body}
+		if err := s.save(); err != nil {
+			s.cfg.Logger.Error().Err(err).Msg("cannot save the simulator's state")
+		}
+		return a
+	}
 	req, msg := s.decodeGenerate(body)
 	if msg != "" {
-		return refusal(http.StatusBadRequest, "invalid_parameter", msg)
+		return refuse(refusal(http.StatusBadRequest, "invalid_parameter", msg))
 	}
 	o := s.newOrder(ch, requestID, req)
 	if _, taken := s.state.Orders[o.InvoiceNumber]; taken {
-		return refusal(http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used")
+		return refuse(refusal(http.StatusBadRequest, "duplicate_invoice", "invoice_number has already been used"))
 	}
 	o.PaymentCode = paymentCode(ch, s.state.next())
 	resp := generatedBody(o, base)

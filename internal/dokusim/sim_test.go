@@ -71,6 +71,7 @@ func signedPostAt(t *testing.T, base, path, requestID string, body []byte, key s
 	req.Header.Set(doku.HeaderRequestID, requestID)
 	req.Header.Set(doku.HeaderRequestTimestamp, ts)
 	req.Header.Set(doku.HeaderSignature, doku.Sign([]byte(key), doku.Components{ClientID: clientID, RequestID: requestID, Timestamp: ts, Target: path, Digest: doku.Digest(body)}))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
