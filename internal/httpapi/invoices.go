@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -53,8 +54,10 @@ func (h *handlers) createInvoice(w http.ResponseWriter, r *http.Request) {
 // invoiceNumber is the route's invoice number, added to every log line of the request. A number no
 // invoice can have is answered 404 at once, without asking the database.
 func invoiceNumber(w http.ResponseWriter, r *http.Request) (string, bool) {
-	number := chi.URLParam(r, "invoice_number")
-	if invoice.CheckInvoiceNumber(number) != "" {
+	// chi hands over the segment as escaped when the path had escapes: a client that writes a
+	// character of the number as %XX (INV%2D1, as some encode ~) means the number all the same.
+	number, err := url.PathUnescape(chi.URLParam(r, "invoice_number"))
+	if err != nil || invoice.CheckInvoiceNumber(number) != "" {
 		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "invoice not found"))
 		return "", false
 	}

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/merchant/o2o/internal/invoice"
 	"github.com/merchant/o2o/internal/view"
@@ -62,7 +64,9 @@ func (h *handlers) listNotifications(w http.ResponseWriter, r *http.Request) {
 		j := notificationJSON{ID: n.ID, DokuRequestID: n.RequestID, InvoiceNumber: n.InvoiceNumber, Outcome: n.Outcome,
 			Deliveries: n.Deliveries, ReceivedAt: view.Time(n.ReceivedAt), LastReceivedAt: view.Time(n.LastReceivedAt),
 			Headers: n.Headers, Body: strings.ToValidUTF8(string(n.Body), "\uFFFD"), BodyJSON: json.RawMessage("null")}
-		if json.Valid(n.Body) {
+		// JSON is UTF-8 (RFC 8259); json.Valid does not check that, and a body DOKU signed may hold
+		// any bytes, or JSON that is no object: such a one is shown only as text, bytes replaced.
+		if trimmed := bytes.TrimSpace(n.Body); len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed) && utf8.Valid(trimmed) {
 			j.BodyJSON = n.Body
 		}
 		out.Items = append(out.Items, j)

@@ -105,6 +105,35 @@ func storableObject(raw json.RawMessage) ([]byte, string) {
 			if f, err := strconv.ParseFloat(string(v), 64); err != nil || math.IsInf(f, 0) {
 				return nil, "must hold numbers within ±1.7e308"
 			}
+			if decimals(string(v)) > maxNumericDecimals {
+				return nil, fmt.Sprintf("must hold numbers with at most %d digits after the decimal point", maxNumericDecimals)
+			}
 		}
 	}
+}
+
+// maxNumericDecimals is how many digits after the decimal point PostgreSQL's numeric — what jsonb
+// stores a number as — holds. A number past it (1e-16384, even 0e-99999) is refused by the INSERT;
+// float64 reads it as 0 without complaint.
+const maxNumericDecimals = 16383
+
+// decimals is how many digits after the decimal point the JSON number n is written with, its exponent
+// applied: 1.25 → 2, 1e-5 → 5, 12e3 → 0; a huge exponent counts as huge.
+func decimals(n string) int {
+	mantissa, exp, _ := strings.Cut(strings.ToLower(n), "e")
+	_, frac, _ := strings.Cut(mantissa, ".")
+	e, err := strconv.Atoi(exp)
+	if exp == "" {
+		e, err = 0, nil
+	}
+	if err != nil {
+		if strings.HasPrefix(exp, "-") {
+			return math.MaxInt
+		}
+		return 0 // a huge positive exponent: ParseFloat has refused it already
+	}
+	if e < -(1 << 30) {
+		return math.MaxInt // and len(frac)-e would overflow
+	}
+	return max(len(frac)-e, 0)
 }

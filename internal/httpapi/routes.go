@@ -53,7 +53,12 @@ func (h *handlers) routes(log zerolog.Logger) http.Handler {
 		writeError(w, r, refuse(http.StatusNotFound, codeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		allowed := allowedMethods(r, req.URL.Path)
+		// The path as chi routed it: the escaped one when the request had escapes (a%2Fb).
+		path := req.URL.RawPath
+		if path == "" {
+			path = req.URL.Path
+		}
+		allowed := allowedMethods(r, path)
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, req, refuse(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method %s is not allowed here; this route allows %s",
 			req.Method, strings.Join(allowed, ", ")))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -37,8 +38,8 @@ const writeWait = 10 * time.Second
 const snapshotType = "invoice.snapshot"
 
 type streamTokenRequest struct {
-	// TTLSeconds asks for a shorter life than the longest allowed (STREAM_TOKEN_TTL).
-	TTLSeconds int `json:"ttl_seconds"`
+	// TTLSeconds asks for a shorter life than the longest allowed (STREAM_TOKEN_TTL); absent, that.
+	TTLSeconds *int64 `json:"ttl_seconds"`
 }
 
 type streamTokenJSON struct {
@@ -58,11 +59,17 @@ func (h *handlers) issueStreamToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if req.TTLSeconds < 0 {
-		writeError(w, r, invalid(invoice.FieldError{Field: "ttl_seconds", Message: "must be positive"}))
-		return
+	var ttl time.Duration // 0: the longest allowed
+	if req.TTLSeconds != nil {
+		if *req.TTLSeconds < 1 {
+			writeError(w, r, invalid(invoice.FieldError{Field: "ttl_seconds", Message: "must be at least 1"}))
+			return
+		}
+		// Longer than allowed is the longest allowed (the service caps it); bounded first, so that
+		// seconds × 10⁹ cannot wrap around to a token that is dead on arrival.
+		ttl = time.Duration(min(*req.TTLSeconds, math.MaxInt64/int64(time.Second))) * time.Second
 	}
-	token, expires, err := h.svc.IssueStreamToken(r.Context(), number, time.Duration(req.TTLSeconds)*time.Second)
+	token, expires, err := h.svc.IssueStreamToken(r.Context(), number, ttl)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -249,6 +256,11 @@ func (h *handlers) serveStream(w http.ResponseWriter, r *http.Request, number st
 	// Subscribe and watch before reading, so that nothing committed in between is missed: a change
 	// on any replica whose statement ran after the watch committed is notified. (One whose statement
 	// ran just before, and committed after the read, is sent at the next heartbeat.)
+	// A resumption from an event that is not the invoice's is refused before anything is written.
+	if err := h.checkResumption(r, number); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	wake, stop := h.hub.Subscribe(number)
 	defer stop()
 	if err := h.svc.WatchInvoice(r.Context(), number, time.Until(end)); err != nil {
@@ -323,6 +335,19 @@ type eventStream struct {
 // openStream reads what the stream starts with: the invoice, and where in its events to continue —
 // after Last-Event-ID when the client gives one, else after the latest event (the invoice as read
 // already shows it). An event may be sent although the snapshot already reflects it; none is missed.
+// checkResumption refuses a Last-Event-ID that is not an event id, or not one of invoice number's.
+func (h *handlers) checkResumption(r *http.Request, number string) error {
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		return nil
+	}
+	if !validEventID(last) {
+		return invalid(invoice.FieldError{Field: "Last-Event-ID", Message: "is not an event id"})
+	}
+	_, err := h.svc.InvoiceEvents(r.Context(), number, last)
+	return err
+}
+
 func (h *handlers) openStream(r *http.Request, number string, a access) (*eventStream, error) {
 	s := &eventStream{h: h, r: r, number: number, access: a, last: r.Header.Get("Last-Event-ID")}
 	var err error

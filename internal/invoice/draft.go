@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/mail"
-	"reflect"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -199,7 +199,10 @@ func (inv *Invoice) SameRequest(other *Invoice) bool {
 		sameJSON(inv.Metadata, other.Metadata)
 }
 
-// sameJSON compares two JSON documents by value: Postgres' jsonb reorders keys, so bytes differ.
+// sameJSON compares two JSON documents by value: Postgres' jsonb reorders keys and rewrites numbers
+// (1e2 as 100), so bytes differ. Numbers compare by their exact value: as float64, an order number
+// of 20 digits and the same number plus one were one value, and a replay with other metadata passed
+// for the original request.
 func sameJSON(a, b json.RawMessage) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return len(a) == len(b)
@@ -207,9 +210,50 @@ func sameJSON(a, b json.RawMessage) bool {
 	if bytes.Equal(a, b) {
 		return true
 	}
-	var va, vb any
-	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
-		return false
+	va, errA := decodeExact(a)
+	vb, errB := decodeExact(b)
+	return errA == nil && errB == nil && equalJSON(va, vb)
+}
+
+func decodeExact(raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+// equalJSON compares two decoded JSON values, numbers as exact rationals.
+func equalJSON(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if w, ok := y[k]; !ok || !equalJSON(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		y, ok := b.(json.Number)
+		var rx, ry big.Rat
+		_, okx := rx.SetString(string(x))
+		_, oky := ry.SetString(string(y))
+		return ok && okx && oky && rx.Cmp(&ry) == 0
 	}
-	return reflect.DeepEqual(va, vb)
+	return a == b // strings, booleans, null
 }

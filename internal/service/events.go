@@ -50,8 +50,13 @@ const redeliverBatch = 1000
 // receiver that lost what it had) whose events were created in [from, to), each with a fresh retry
 // period, in batches of short statements; it returns how many.
 func (s *Service) RedeliverAll(ctx context.Context, endpoint string, state invoice.DeliveryState, from, to time.Time) (int, error) {
-	if _, err := s.endpoint(ctx, endpoint); err != nil {
+	ep, err := s.endpoint(ctx, endpoint)
+	if err != nil {
 		return 0, err
+	}
+	if !ep.Active {
+		// No replica delivers to a removed endpoint: what it queued would wait for good.
+		return 0, invoice.Errorf(invoice.ErrNotFound, "webhook endpoint %q was removed; POST /v1/webhook-endpoints/%s/enable registers it again", endpoint, endpoint)
 	}
 	total := 0
 	for after := int64(0); ; {
