@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -60,16 +61,8 @@ func answeringStack(t *testing.T) (*apitest.Stack, *answeringDoku) {
 
 // generated is DOKU's generate answer for number and amount with code.
 func generated(number string, amount int, code string) string {
-	return `{"order":{"invoice_number":"` + number + `","amount":` + itoa(amount) + `},"online_to_offline_info":{"payment_code":"` +
+	return `{"order":{"invoice_number":"` + number + `","amount":` + strconv.Itoa(amount) + `},"online_to_offline_info":{"payment_code":"` +
 		code + `","expired_date":"` + doku.FormatWIB(time.Now().Add(time.Hour)) + `"}}`
-}
-
-func itoa(n int) string {
-	var b []byte
-	for ; n > 0 || len(b) == 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
 
 // resumeUntilDone runs the resumer with every creating invoice due, as many rounds as it may try.
