@@ -213,12 +213,7 @@ func TestAStreamSeesAnAttentionEventOfAnUnreadableNotification(t *testing.T) {
 	}
 	notified := make(chan apitest.Response, 1)
 	go func() { notified <- s.Notify(body, "req-unread-stream", nil) }()
-	for deadline := time.Now().Add(10 * time.Second); s.Count(`SELECT count(*) FROM pg_stat_activity
-		WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%INSERT INTO notifications%'`) == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the notification never waited at its inbox row")
-		}
-	}
+	s.DB.WaitForLockWait(t, "INSERT INTO notifications")
 	cancelled := make(chan apitest.Response, 1)
 	go func() {
 		cancelled <- s.POST("/v1/invoices/INV-UNREAD-STREAM/cancel", []byte(`{"reason":"out of stock"}`))

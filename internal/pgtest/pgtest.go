@@ -139,3 +139,22 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// WaitForLockWait waits, up to ten seconds, until a session of this database whose statement contains
+// match is waiting for a lock: how a test knows the interleaving it forces has happened.
+func (db *DB) WaitForLockWait(t testing.TB, match string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var n int
+		if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0`, match).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no statement containing %q waited for a lock", match)
+		}
+	}
+}

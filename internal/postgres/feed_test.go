@@ -530,7 +530,7 @@ func TestARedeliveryDuringThePurgeQueuesNothingPurged(t *testing.T) {
 		_, _, err := s.PurgeEvents(ctx, invoice.FeedKey{}, time.Now().Add(time.Hour), 100)
 		purged <- err
 	}()
-	waitForLockWait(t, db.Pool, "UPDATE events e SET data = NULL")
+	db.WaitForLockWait(t, "UPDATE events e SET data = NULL")
 	redelivered := make(chan error, 1)
 	go func() {
 		_, err := s.Redeliver(ctx, id, "")
@@ -568,24 +568,6 @@ func TestARedeliveryDuringThePurgeQueuesNothingPurged(t *testing.T) {
 	}
 	if !errors.Is(rerr, invoice.ErrNotFound) {
 		t.Errorf("the redelivery of the purged event answered %v, want not found", rerr)
-	}
-}
-
-// waitForLockWait waits until a statement containing match waits for a lock.
-func waitForLockWait(t *testing.T, pool *pgxpool.Pool, match string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		var n int
-		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0`, match).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no statement containing %q waited for a lock", match)
-		}
 	}
 }
 

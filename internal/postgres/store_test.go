@@ -358,19 +358,7 @@ func TestAChangeWaitingForTheLockSeesTheHoldersPayments(t *testing.T) {
 			seen <- -1
 		}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		var waiting int
-		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-			AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the change never waited for the lock")
-		}
-	}
+	db.WaitForLockWait(t, "FOR UPDATE")
 	if err := holder.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
